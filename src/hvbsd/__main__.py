@@ -1,0 +1,3 @@
+from hvbsd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""hvbsd.render."""
