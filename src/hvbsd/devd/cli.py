@@ -1,0 +1,47 @@
+"""`hvbsd lint PATH...`: check devd rule files and shell scripts before they reach a guest.
+
+Exit status: 0 clean, 1 problems found (errors or warnings), 2 the command
+itself could not run (missing file, a file of unknown type, no shellcheck).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "lint",
+        help="check devd .conf files and /bin/sh scripts",
+        description=(
+            "Parse devd .conf files as devd(8) does and warn about its known traps; "
+            "check #!/bin/sh scripts with sh -n and shellcheck -s sh. "
+            "A directory lints the files in it (not recursively). "
+            "Exit 0 when clean, 1 on problems, 2 on usage errors."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="devd .conf file, shell script, or directory")
+    parser.add_argument(
+        "--case-sensitive", action="store_true",
+        help="compile match regexes without REG_ICASE, as devd before 14.x did",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hvbsd.devd.lint import LintUsageError, lint_paths
+
+    try:
+        problems = lint_paths(args.paths, icase=not args.case_sensitive)
+    except LintUsageError as exc:
+        print(f"hvbsd lint: {exc}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(problem)
+    if problems:
+        files = len({problem.file for problem in problems})
+        print(f"hvbsd lint: {len(problems)} problem(s) in {files} file(s)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,212 @@
+"""`hvbsd lint`: exit codes, FILE:LINE messages, devd hazards, shell scripts via shellcheck."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hvbsd.devd import cli as devd_cli
+
+STOCK = Path(__file__).resolve().parents[3] / "src/hvbsd/sim/freebsd/base/etc"
+
+
+def lint(*paths, capsys) -> tuple[int, list[str], str]:
+    parser = argparse.ArgumentParser(prog="hvbsd")
+    devd_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["lint", *map(str, paths)])
+    status = args.func(args)
+    captured = capsys.readouterr()
+    return status, captured.out.splitlines(), captured.err
+
+
+def write(directory: Path, name: str, text: str, mode: int = 0o644) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+GOOD = (
+    'notify 20 {\n\tmatch "system" "DEVFS";\n\tmatch "cdev" "hv_kvp_dev";\n'
+    '\taction "x $cdev";\n};\n'
+)
+
+
+def test_clean_file_exits_zero_silently(tmp_path, capsys):
+    status, out, err = lint(write(tmp_path, "good.conf", GOOD), capsys=capsys)
+    assert (status, out, err) == (0, [], "")
+
+
+def test_syntax_error_is_reported_as_file_line_and_exit_one(tmp_path, capsys):
+    path = write(tmp_path, "bad.conf", 'notify 0 {\n\tmatch "a" "b"\n};\n')
+    status, out, err = lint(path, capsys=capsys)
+    assert status == 1
+    assert out == [f"{path}:3: error: expected ';' after the match statement, found '}}'"]
+    assert "1 problem(s) in 1 file(s)" in err
+
+
+def test_bad_regex_is_an_error_at_its_line(tmp_path, capsys):
+    path = write(tmp_path, "re.conf", 'notify 0 {\n\tmatch "cdev" "hv_[[:word:]]+";\n};\n')
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert out[0].startswith(f"{path}:2: error: bad regular expression")
+    assert "unknown character class [:word:]" in out[0]
+
+
+def test_brace_variable_in_action_is_a_warning(tmp_path, capsys):
+    path = write(tmp_path, "brace.conf",
+                 'notify 0 {\n\tmatch "system" "X";\n\taction "vfup ${subsystem}";\n};\n')
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert out == [
+        f"{path}:3: warning: action uses ${{subsystem}}: devd passes it to sh as written and "
+        "sh expands it to an empty string; write $subsystem"
+    ]
+
+
+def test_escaped_dollar_brace_is_not_flagged(tmp_path, capsys):
+    path = write(tmp_path, "ok.conf", 'notify 0 { match "a" "b"; action "x $${HOME}"; };\n')
+    assert lint(path, capsys=capsys)[0] == 0
+
+
+def test_vm_guest_match_is_a_warning(tmp_path, capsys):
+    path = write(tmp_path, "vm.conf",
+                 'notify 10 {\n\tmatch "system" "ETHERNET";\n\tmatch "vm_guest" "hv";\n'
+                 '\taction "x";\n};\n')
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert len(out) == 1
+    assert out[0].startswith(f"{path}:3: warning: match \"vm_guest\": devd of FreeBSD 14.x")
+
+
+def rule(priority: int, cdev: str) -> str:
+    return (f'notify {priority} {{\n\tmatch "system" "DEVFS";\n\tmatch "type" "CREATE";\n'
+            f'\tmatch "cdev" "{cdev}";\n\taction "run";\n}};\n')
+
+
+def test_equal_priority_with_another_files_rule_for_the_same_event_is_a_warning(tmp_path, capsys):
+    stock = write(tmp_path, "hyperv.conf", rule(11, "hv_fsvss_dev"))
+    ours = write(tmp_path, "hvbsd.conf", "\n" + rule(11, "hv_(fs|app)vss_dev"))
+    status, out, _ = lint(stock, ours, capsys=capsys)
+    assert status == 1
+    assert out == [
+        f"{ours}:2: warning: notify 11 has the same priority as the rule at {stock}:1 and "
+        "both can match the same event: which one runs depends on the order devd reads the "
+        "files (readdir order); use a higher priority"
+    ]
+
+
+def test_equal_priority_is_fine_for_disjoint_events_same_file_or_higher_priority(
+    tmp_path, capsys
+):
+    stock = write(tmp_path, "hyperv.conf", rule(10, "hv_kvp_dev"))
+    other_event = write(tmp_path, "a.conf", rule(10, "hv_fsvss_dev"))
+    higher = write(tmp_path, "b.conf", rule(11, "hv_kvp_dev"))
+    same_file = write(tmp_path, "c.conf", rule(5, "x") + rule(5, "x"))
+    assert lint(stock, other_event, higher, same_file, capsys=capsys)[:2] == (0, [])
+
+
+def test_other_devd_traps_are_warnings(tmp_path, capsys):
+    path = write(tmp_path, "traps.conf",
+                 'notify 0 {\n\tmatch "subsystem" "hn0|hn1";\n\taction "a";\n};\n'
+                 'notify 0 {\n\tmatch "subsystem" "$nic-regex";\n\taction "a";\n};\n'
+                 'notify 0 {\n\tmedia-type "fddi";\n\taction "a";\n};\n'
+                 "notify 5 {\n};\n")
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert [line.split(": ", 2)[0] for line in out] == [f"{path}:{n}" for n in (2, 6, 10, 13)]
+    assert "'|' outside parentheses" in out[0]
+    assert "$nic-regex in the regex of match \"subsystem\" is not defined" in out[1]
+    assert 'media-type "fddi" is unknown' in out[2]
+    assert "empty notify block: devd ignores it" in out[3]
+
+
+def test_set_variables_carry_over_from_earlier_files(tmp_path, capsys):
+    main = write(tmp_path, "devd.conf", 'options { set nic-regex "hn[0-9]+"; };\n')
+    user = write(tmp_path, "user.conf",
+                 'notify 0 { match "subsystem" "$nic-regex"; action "a"; };\n')
+    assert lint(main, user, capsys=capsys)[:2] == (0, [])
+
+
+CLEAN_SCRIPT = '#!/bin/sh\n# demo\nset -eu\niface="$1"\nlogger -t hvbsd "vf up on ${iface}"\n'
+
+
+def test_clean_shell_script_passes(tmp_path, capsys):
+    assert lint(write(tmp_path, "vfup", CLEAN_SCRIPT, 0o755), capsys=capsys)[:2] == (0, [])
+
+
+def test_shellcheck_findings_are_reported_with_their_line(tmp_path, capsys):
+    path = write(tmp_path, "vfup", "#!/bin/sh\n\nifconfig $1 up\n", 0o755)
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert any(line.startswith(f"{path}:3: ") and "SC2086" in line for line in out), out
+
+
+def test_shell_syntax_error_is_reported_by_sh_n(tmp_path, capsys):
+    path = write(tmp_path, "broken", "#!/bin/sh\nif true; then\n  echo x\n", 0o755)
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert any(line.startswith(f"{path}:") and ": error: sh -n:" in line for line in out), out
+
+
+def test_missing_shellcheck_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    script = write(tmp_path, "vfup", CLEAN_SCRIPT, 0o755)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(sys, "executable", str(empty / "python3"))
+    status, out, err = lint(script, capsys=capsys)
+    assert (status, out) == (2, [])
+    assert "shellcheck not found" in err
+
+
+def test_directory_lints_its_conf_files_and_scripts_only(tmp_path, capsys):
+    write(tmp_path, "a.conf", 'notify 0 {\n\tbogus;\n};\n')
+    write(tmp_path, "vfup", "#!/bin/sh\necho $1\n", 0o755)
+    write(tmp_path, "README", "not linted\n")
+    write(tmp_path, "tool.py", "#!/usr/bin/env python3\n")
+    status, out, _ = lint(tmp_path, capsys=capsys)
+    assert status == 1
+    files = sorted({line.split(":", 1)[0] for line in out})
+    assert files == [str(tmp_path / "a.conf"), str(tmp_path / "vfup")]
+
+
+@pytest.mark.parametrize(
+    ("make", "complaint"),
+    [
+        (lambda d: d / "nope.conf", "no such file or directory"),
+        (lambda d: write(d, "notes.txt", "hello\n"), "not a devd file (*.conf) nor a shell script"),
+    ],
+)
+def test_unlintable_arguments_exit_two(tmp_path, capsys, make, complaint):
+    status, out, err = lint(make(tmp_path), capsys=capsys)
+    assert (status, out) == (2, [])
+    assert complaint in err
+
+
+def test_output_is_deterministic(tmp_path, capsys):
+    write(tmp_path, "x.conf", 'notify 1 { match "vm_guest" "hv"; action "${a} ${b}"; };\n')
+    write(tmp_path, "y.conf", 'notify 1 { match "vm_guest" "hv"; action "c"; };\n')
+    first = lint(tmp_path, capsys=capsys)
+    assert first == lint(tmp_path, capsys=capsys)
+    assert len(first[1]) == 5  # x: vm_guest, ${a}, ${b}; y: vm_guest, equal priority
+
+
+def test_stock_files_are_clean():
+    result = subprocess.run(
+        [sys.executable, "-m", "hvbsd", "lint", str(STOCK / "devd.conf"), str(STOCK / "devd")],
+        capture_output=True, text=True, check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_hvbsd_lint_command_reports_problems_with_exit_one(tmp_path):
+    path = write(tmp_path, "bad.conf", "frob 1 {};\n")
+    result = subprocess.run([sys.executable, "-m", "hvbsd", "lint", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{path}:1: error: unknown statement 'frob'")
