@@ -1,0 +1,99 @@
+"""``hvbsd bundle-vssd OUT``: the daemon as one executable zipapp for the guest."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import stat
+import sys
+import zipfile
+from pathlib import Path
+
+import hvbsd.vss
+
+DEFAULT_INTERPRETER = "/usr/local/bin/python3"
+#: modules the guest does not need (this one imports argparse glue for the host CLI)
+HOST_ONLY = {"cli.py"}
+
+MAIN = b'''"""hvbsd_vssd: the Hyper-V VSS daemon of hvbsd."""
+import sys
+
+sys.dont_write_bytecode = True
+
+from hvbsd.vss.daemon import main  # noqa: E402
+
+sys.exit(main())
+'''
+
+PACKAGE_INIT = b'"""hvbsd (the guest-side subset: hvbsd.vss only)."""\n'
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bundle-vssd", help="write the VSS daemon as one executable zipapp",
+        description="Write hvbsd_vssd as one executable Python zipapp (standard library"
+        " only) for installing on a FreeBSD guest as /usr/local/sbin/hvbsd_vssd.")
+    parser.add_argument("out", metavar="OUT", help="file to write")
+    parser.add_argument("--interpreter", default=DEFAULT_INTERPRETER, metavar="PATH",
+                        help=f"absolute path for the #! line (default {DEFAULT_INTERPRETER})")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        bundle(Path(args.out), args.interpreter)
+    except ValueError as exc:
+        sys.stderr.write(f"hvbsd bundle-vssd: {exc}\n")
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+def archive_bytes(interpreter: str = DEFAULT_INTERPRETER) -> bytes:
+    """The zipapp: ``#!`` line, then a zip of hvbsd/vss and a __main__."""
+    _check_interpreter(interpreter)
+    source = Path(hvbsd.vss.__file__).resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(_entry("__main__.py"), MAIN)
+        archive.writestr(_entry("hvbsd/__init__.py"), PACKAGE_INIT)
+        for module in sorted(source.glob("*.py")):
+            if module.name in HOST_ONLY:
+                continue
+            archive.writestr(_entry(f"hvbsd/vss/{module.name}"), module.read_bytes())
+    return b"#!" + interpreter.encode() + b"\n" + buffer.getvalue()
+
+
+def bundle(out: Path, interpreter: str = DEFAULT_INTERPRETER) -> None:
+    """Write the zipapp to ``out`` atomically, mode 0755."""
+    data = archive_bytes(interpreter)
+    directory = out.parent if str(out.parent) else Path(".")
+    if not directory.is_dir():
+        raise ValueError(f"{out}: directory {directory} does not exist")
+    if out.is_dir():
+        raise ValueError(f"{out} is a directory; give the file to write")
+    temporary = directory / f".{out.name}.{os.getpid()}.tmp"
+    try:
+        temporary.write_bytes(data)
+        temporary.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        os.replace(temporary, out)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ValueError(f"{out}: cannot write: {exc.strerror}") from None
+
+
+def _check_interpreter(interpreter: str) -> None:
+    if not interpreter.startswith("/"):
+        raise ValueError(f"--interpreter {interpreter!r} must be an absolute path"
+                         " (rc.subr compares it with command_interpreter)")
+    if any(c.isspace() for c in interpreter):
+        raise ValueError(f"--interpreter {interpreter!r} must not contain whitespace")
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    # fixed timestamps: the same sources give the same bytes
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
