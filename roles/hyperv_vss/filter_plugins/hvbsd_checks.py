@@ -1,0 +1,1 @@
+../../hyperv_guest/filter_plugins/hvbsd_checks.py

@@ -1,0 +1,141 @@
+"""hvbsd's devd rules parse, and for every event they cover they are what devd runs.
+
+The stock rules are FreeBSD's /etc/devd/hyperv.conf as FACTS.md 2.1 lists them
+(with and without the 15.0 vm_guest match), plus the simulator's copies of the
+base files when they exist. Whichever order the files load in, hvbsd's rule wins
+by priority.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from hvbsd.devd import Event, parse_text
+from hvbsd.render import render_host
+
+ROOT = Path(__file__).resolve().parents[3]
+HVBSD_FILE = "/usr/local/etc/devd/hvbsd.conf"
+
+STOCK_HYPERV = """
+notify 10 { match "system" "DEVFS"; match "subsystem" "CDEV"; match "type" "CREATE";
+  match "cdev" "hv_kvp_dev"; action "/usr/sbin/hv_kvp_daemon"; };
+notify 10 { match "system" "DEVFS"; match "subsystem" "CDEV"; match "type" "DESTROY";
+  match "cdev" "hv_kvp_dev"; action "pkill -x hv_kvp_daemon"; };
+notify 11 { match "system" "DEVFS"; match "subsystem" "CDEV"; match "type" "CREATE";
+  match "cdev" "hv_fsvss_dev"; action "/usr/sbin/hv_vss_daemon"; };
+notify 11 { match "system" "DEVFS"; match "subsystem" "CDEV"; match "type" "DESTROY";
+  match "cdev" "hv_fsvss_dev"; action "pkill -x hv_vss_daemon"; };
+notify 10 { match "system" "HYPERV_NIC_VF"; match "type" "VF_UP";
+  action "/usr/libexec/hyperv/hyperv_vfup $subsystem"; };
+notify 10 { match "system" "ETHERNET"; match "type" "IFATTACH";
+  action "/usr/libexec/hyperv/hyperv_vfattach $subsystem 0"; };
+notify 10 { match "system" "ETHERNET"; match "type" "IFATTACH"; match "vm_guest" "hv";
+  action "/usr/libexec/hyperv/hyperv_vfattach $subsystem 0"; };
+"""
+STOCK_GENERIC = """
+notify 0 { match "system" "IFNET"; match "type" "ATTACH"; match "subsystem" "!usbus[0-9]+";
+  action "/etc/pccard_ether $subsystem start"; };
+notify 0 { match "system" "IFNET"; match "type" "LINK_UP"; media-type "ethernet";
+  action "service dhclient quietstart $subsystem"; };
+"""
+SIM_BASE = ROOT / "src/hvbsd/sim/freebsd/base/etc"
+
+EVENTS = {
+    "vss-create": "!system=DEVFS subsystem=CDEV type=CREATE cdev=hv_fsvss_dev",
+    "vss-destroy": "!system=DEVFS subsystem=CDEV type=DESTROY cdev=hv_fsvss_dev",
+    "kvp-create": "!system=DEVFS subsystem=CDEV type=CREATE cdev=hv_kvp_dev",
+    "kvp-destroy": "!system=DEVFS subsystem=CDEV type=DESTROY cdev=hv_kvp_dev",
+    "ifattach": "!system=ETHERNET subsystem=mce0 type=IFATTACH",
+    "vf-up": "!system=HYPERV_NIC_VF subsystem=hn0 type=VF_UP",
+    "vf-ifnet-attach": "!system=IFNET subsystem=mce0 type=ATTACH",
+}
+LAGG_ONLY_EVENTS = {
+    "hn-link-up": "!system=IFNET subsystem=hn0 type=LINK_UP",
+    "lagg-link-up": "!system=IFNET subsystem=lagg0 type=LINK_UP",
+}
+
+
+def _stock_files() -> list[tuple[str, str]]:
+    files = [("/etc/devd.conf", STOCK_GENERIC), ("/etc/devd/hyperv.conf", STOCK_HYPERV)]
+    for relative in ("devd.conf", "devd/hyperv.conf"):
+        path = SIM_BASE / relative
+        if path.is_file():
+            files.append((f"sim:/etc/{relative}", path.read_text()))
+    return files
+
+
+def _config(hvbsd_text: str, hvbsd_first: bool):
+    files = [*_stock_files(), (HVBSD_FILE, hvbsd_text)]
+    if hvbsd_first:
+        files.insert(0, files.pop())
+    config = parse_text(files[0][1], files[0][0])
+    for name, text in files[1:]:
+        config.extend(text, name)
+    return config
+
+
+def _ethernet(interface: str) -> str:
+    return "ethernet"
+
+
+CHOICES = list(itertools.product(["lagg", "transparent"], ["hvbsd", "stock", "none"],
+                                 ["stock", "off"]))
+
+
+@pytest.mark.parametrize(("mode", "vss", "kvp"), CHOICES)
+@pytest.mark.parametrize("hvbsd_first", [False, True], ids=["stock-first", "hvbsd-first"])
+def test_hvbsd_rule_runs_for_every_event_it_covers(mode, vss, kvp, hvbsd_first):
+    variables = {"hyperv_guest_mode": mode, "hyperv_guest_vss_daemon": vss,
+                 "hyperv_guest_kvp": kvp,
+                 "hyperv_guest_interfaces": [{"name": "hn0"}]}
+    text = render_host(variables)[HVBSD_FILE].content.decode()
+    config = _config(text, hvbsd_first)
+    events = dict(EVENTS, **(LAGG_ONLY_EVENTS if mode == "lagg" else {}))
+    for label, line in events.items():
+        rule = config.first_match(Event.parse(line), _ethernet)
+        assert rule is not None and rule.file == HVBSD_FILE, (
+            f"{label}: devd would run {rule.file if rule else None}:{rule.line if rule else ''}")
+
+
+@pytest.mark.parametrize(("mode", "vss", "kvp"), CHOICES)
+def test_hvbsd_rules_run_what_the_choice_says(mode, vss, kvp):
+    variables = {"hyperv_guest_mode": mode, "hyperv_guest_vss_daemon": vss,
+                 "hyperv_guest_kvp": kvp}
+    config = _config(render_host(variables)[HVBSD_FILE].content.decode(), False)
+
+    def commands(label):
+        return config.first_match(Event.parse(EVENTS[label]), _ethernet).commands
+
+    assert commands("vss-create") == {
+        "hvbsd": ("/usr/sbin/service hvbsd_vssd quietstart",),
+        "stock": ("/usr/sbin/hv_vss_daemon",), "none": ()}[vss]
+    assert commands("vss-destroy") == {
+        "hvbsd": ("/usr/sbin/service hvbsd_vssd onestop",),
+        "stock": ("/bin/pkill -x hv_vss_daemon",), "none": ()}[vss]
+    assert commands("kvp-create") == (("/usr/sbin/hv_kvp_daemon",) if kvp == "stock" else ())
+    assert commands("ifattach") == (
+        ("/usr/local/libexec/hvbsd/hyperv_vfattach $subsystem 0",) if mode == "lagg" else ())
+    assert commands("vf-up") == (
+        ("/usr/local/libexec/hvbsd/hyperv_vfup $subsystem",) if mode == "lagg" else ())
+    assert commands("vf-ifnet-attach") == ()
+
+
+def test_hvbsd_rules_leave_other_interfaces_to_the_stock_rules():
+    variables = {"hyperv_guest_mode": "lagg", "hyperv_guest_interfaces": [{"name": "hn0"}]}
+    config = _config(render_host(variables)[HVBSD_FILE].content.decode(), True)
+    tap = config.first_match(Event.parse("!system=IFNET subsystem=tap0 type=ATTACH"), _ethernet)
+    assert tap is not None and tap.file != HVBSD_FILE
+    em = config.first_match(Event.parse("!system=IFNET subsystem=em0 type=LINK_UP"), _ethernet)
+    assert em is not None and em.file != HVBSD_FILE
+
+
+def test_rendered_rules_use_plain_dollar_variables_and_no_vm_guest(example, load_example):
+    text = render_host(load_example(example))[HVBSD_FILE].content.decode()
+    assert "${" not in text
+    assert "vm_guest" not in text.split("#")[0]
+    assert not [line for line in text.splitlines()
+                if "vm_guest" in line and not line.lstrip().startswith("#")]
+    parse_text(text, HVBSD_FILE)
