@@ -324,7 +324,7 @@ class State:
 
     def port_usable(self, port: Interface) -> bool:
         """LAGG_PORTACTIVE: the port's link is up and the port is UP."""
-        return port.link == "up" and port.is_up
+        return self.link_of(port) == "up" and port.is_up
 
     def lagg_active_port(self, lagg: Interface) -> Optional[str]:
         """Failover: the first port from the primary on whose link is usable."""
@@ -357,7 +357,18 @@ class State:
                 if port is not None and self.port_usable(port):
                     return "up"
             return "down"
+        if interface.driver == "hn" and self.hn_datapath_on_vf(interface):
+            return "down"
         return interface.link
+
+    def hn_datapath_on_vf(self, hn: Interface) -> bool:
+        """Non-transparent hn(4) hands its datapath to an UP VF and reports its own
+        link down meanwhile, so a failover lagg moves ACTIVE to the VF."""
+        transparent = self.sysctls.get("hw.hn.vf_transparent")
+        if transparent is None or transparent.value != 0 or not hn.vf:
+            return False
+        vf = self.find(hn.vf)
+        return vf is not None and vf.is_up
 
     def display_flags(self, interface: Interface) -> int:
         value = 0
