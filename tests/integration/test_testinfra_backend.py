@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,11 @@ def install_probe_service(guest) -> None:
         ["sh", "-c", "sysrc hvbsd_probe_enable=YES && service hvbsd_probe start"], text=True
     )
     assert started.returncode == 0, started.stdout + started.stderr
+    # The daemon writes its pidfile after `service start` returns, as on FreeBSD.
+    deadline = time.monotonic() + 15
+    while guest.exec(["service", "hvbsd_probe", "status"]).returncode != 0:
+        assert time.monotonic() < deadline, "hvbsd_probe never reported running"
+        time.sleep(0.1)
 
 
 def run_checks(hosts: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

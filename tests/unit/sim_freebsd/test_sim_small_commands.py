@@ -155,8 +155,12 @@ def test_dhclient_binds_a_lease_and_exits_when_its_address_goes(run_command, ker
     assert [a.address for a in state.interface("hn1").inet] == ["10.0.0.4"]
     assert _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
     pid = int(pidfile.read_text())
-    title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    assert title == "dhclient: hn1"
+
+    def title() -> str:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+
+    # The pidfile is written just before the re-exec that takes the title.
+    assert _wait_for(lambda: title() == "dhclient: hn1"), title()
     again = run_command("dhclient", "-p", str(pidfile), "hn1")
     assert (again.returncode, again.stderr) == (1, f"dhclient already running, pid: {pid}.\n")
     run_command("ifconfig", "hn1", "inet", "10.0.0.4", "-alias")
