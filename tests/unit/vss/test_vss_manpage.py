@@ -25,9 +25,9 @@ def test_manual_page_has_no_mandoc_warnings():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_manual_page_and_docs_mention_every_long_option():
+def test_manual_page_and_readme_mention_every_long_option():
     text = MANPAGE.read_text()
-    guide = (ROOT / "docs" / "vssd.md").read_text()
+    guide = (ROOT / "README.md").read_text()
     options = [o for action in build_parser()._actions for o in action.option_strings
                if o.startswith("--") and o != "--help"]
     assert len(options) >= 13
