@@ -96,10 +96,14 @@ def test_daemon_supervises_with_pidfiles_and_cleans_up(run_command, tmp_path):
         "daemon", "-f", "-p", str(child_pidfile), "-P", str(super_pidfile), "sleep", "60"
     )
     assert result.returncode == 0
-    assert _wait_for(lambda: child_pidfile.exists() and super_pidfile.exists())
+    # pidfile_open() creates both files at once; the pids follow (as daemon(8)).
+    assert _wait_for(lambda: child_pidfile.exists() and super_pidfile.read_text().strip())
     supervisor = int(super_pidfile.read_text())
-    title = Path(f"/proc/{supervisor}/cmdline").read_bytes().split(b"\0")[0].decode()
-    assert re.fullmatch(r"daemon: sleep\[\d+\] \(daemon\)", title)
+
+    def title() -> str:
+        return Path(f"/proc/{supervisor}/cmdline").read_bytes().split(b"\0")[0].decode()
+
+    assert _wait_for(lambda: re.fullmatch(r"daemon: sleep\[\d+\] \(daemon\)", title())), title()
     second = run_command("daemon", "-f", "-p", str(child_pidfile), "sleep", "60")
     assert second.returncode == 3
     assert second.stderr.startswith("daemon: process already running, pid: ")

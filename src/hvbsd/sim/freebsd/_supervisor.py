@@ -155,7 +155,10 @@ def main(argv: list[str]) -> int:
 
     set_process_name("daemon")
     forget_titled_exec()
-    return Supervisor(json.loads(argv[0])).run()
+    config = json.loads(argv[0])
+    if config["ppidfile_fd"] is not None:
+        write_pidfile(config["ppidfile_fd"], os.getpid())
+    return Supervisor(config).run()
 
 
 if __name__ == "__main__":

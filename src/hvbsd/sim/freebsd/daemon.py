@@ -19,7 +19,7 @@ import sys
 from typing import Any, Optional
 
 from hvbsd.sim.freebsd._common import exec_titled
-from hvbsd.sim.freebsd._supervisor import TERMINATING_SIGNALS, spawn_child, write_pidfile
+from hvbsd.sim.freebsd._supervisor import TERMINATING_SIGNALS, spawn_child
 
 PROGRAM = "daemon"
 USAGE = (
@@ -172,8 +172,7 @@ def main(argv: list[str]) -> int:
         except OSError as error:
             os.write(2, f"{PROGRAM}: {command[0]}: {error.strerror}\n".encode())
             os._exit(1)
-    if ppidfile_fd is not None:
-        write_pidfile(ppidfile_fd, os.getpid())
+    # The supervisor writes its own pidfile once it carries daemon(8)'s title.
     config: dict[str, Any] = {
         "argv": command,
         "pidfile": options["p"],

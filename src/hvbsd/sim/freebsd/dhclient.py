@@ -97,7 +97,7 @@ class Client:
         if null > 2:
             os.close(null)
         self.in_background = True
-        self.write_pid()
+        # The pid is written after the re-exec, once the process has its title.
         assert self.pidfile_fd is not None
         os.set_inheritable(self.pidfile_fd, True)
         resume = {
@@ -238,6 +238,7 @@ def resume(argv: list[str]) -> int:
     client.address = saved["address"]
     client.hostname = saved["hostname"]
     client.in_background = True
+    client.write_pid()
     set_process_name(PROGRAM)
     for number in STOP_SIGNALS:
         signal.signal(number, client.on_signal)
