@@ -39,7 +39,8 @@ def spawn_child(config: dict[str, Any]) -> tuple[int, Optional[int]]:
     pid = os.fork()
     if pid == 0:
         try:
-            for fd in (config["pidfile_fd"], config["ppidfile_fd"], read_end):
+            inherited = (config["pidfile_fd"], config["ppidfile_fd"], config.get("ready_fd"))
+            for fd in (*inherited, read_end):
                 if fd is not None:
                     os.close(fd)
             if write_end is not None:
@@ -158,6 +159,7 @@ def main(argv: list[str]) -> int:
     config = json.loads(argv[0])
     if config["ppidfile_fd"] is not None:
         write_pidfile(config["ppidfile_fd"], os.getpid())
+    os.close(config.pop("ready_fd"))  # titled, pidfile written: daemon(8) may return
     return Supervisor(config).run()
 
 

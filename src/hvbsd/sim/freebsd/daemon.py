@@ -154,9 +154,16 @@ def main(argv: list[str]) -> int:
     pidfile_fd: Optional[int] = open_pidfile(options["p"]) if options["p"] else None
     ppidfile_fd: Optional[int] = open_pidfile(options["P"]) if options["P"] else None
 
-    # daemon(3): the caller returns at once; the rest runs in a new session.
+    # daemon(3): the caller returns, the rest runs in a new session. On FreeBSD the
+    # supervisor has its title and pidfile microseconds later; here a Python re-exec
+    # takes far longer, so the caller waits on a pipe until the supervisor is ready.
+    ready_read, ready_write = os.pipe()
     if os.fork() != 0:
+        os.close(ready_write)
+        while os.read(ready_read, 1):
+            pass
         os._exit(0)
+    os.close(ready_read)
     os.setsid()
     if options["c"]:
         os.chdir("/")
@@ -167,6 +174,7 @@ def main(argv: list[str]) -> int:
         if null > 2:
             os.close(null)
     if not supervise:
+        os.close(ready_write)
         try:
             os.execvp(command[0], command)
         except OSError as error:
@@ -179,6 +187,7 @@ def main(argv: list[str]) -> int:
         "ppidfile": options["P"],
         "pidfile_fd": pidfile_fd,
         "ppidfile_fd": ppidfile_fd,
+        "ready_fd": ready_write,
         "restart": bool(options["r"]),
         "restart_delay": restart_delay,
         "syslog": syslog,
@@ -193,6 +202,7 @@ def main(argv: list[str]) -> int:
         os.set_inheritable(output_fd, True)
     config["child_pid"] = child_pid
     config["output_fd"] = output_fd
+    os.set_inheritable(ready_write, True)
     title = f"daemon: {options['t'] or command[0]}[{child_pid}] (daemon)"
     exec_titled(title, "hvbsd.sim.freebsd._supervisor", json.dumps(config))
     return 1  # not reached

@@ -88,8 +88,16 @@ class Client:
         (setproctitle's result on FreeBSD), which rc.subr's process matching
         for ``procname=/sbin/dhclient`` relies on.
         """
+        # The caller returns once the re-executed process is titled and has written
+        # its pidfile (FreeBSD's go_daemon gets there at once; a re-exec does not).
+        ready_read, ready_write = os.pipe()
         if os.fork() != 0:
+            os.close(ready_write)
+            while os.read(ready_read, 1):
+                pass
             os._exit(0)
+        os.close(ready_read)
+        os.set_inheritable(ready_write, True)
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -107,6 +115,7 @@ class Client:
             "address": self.address,
             "hostname": self.hostname,
             "bound": bound,
+            "ready_fd": ready_write,
         }
         # Signals wait until the re-executed process has its handlers.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -239,6 +248,7 @@ def resume(argv: list[str]) -> int:
     client.hostname = saved["hostname"]
     client.in_background = True
     client.write_pid()
+    os.close(saved["ready_fd"])
     set_process_name(PROGRAM)
     for number in STOP_SIGNALS:
         signal.signal(number, client.on_signal)
