@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ DATA = Path(__file__).resolve().parent / "data" / "ansible"
 def playbook(inventory: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     environment = dict(env, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     return subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+        [sys.executable, "-m", "ansible.cli.playbook",
          "-i", str(inventory), str(DATA / "probe_service.yml"), *extra],
         env=environment, cwd=REPO, capture_output=True, text=True, timeout=300,
     )

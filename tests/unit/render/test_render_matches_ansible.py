@@ -92,7 +92,7 @@ def test_ansible_template_module_writes_the_same_bytes(root, tmp_path, variables
            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False", "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_CONFIG": str(config)}
     result = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook)],
+        [sys.executable, "-m", "ansible.cli.playbook", str(playbook)],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
