@@ -1,11 +1,44 @@
-"""What the FreeBSD commands share: the kernel handle and err(3)-style messages."""
+"""What the FreeBSD commands share: the kernel handle, err(3)-style messages,
+getopt(3) and syslog's names."""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Iterator
 
 from hvbsd.sim.kernel import Kernel
+
+# syslog.h's facility names (without "mark", which logger alone accepts).
+SYSLOG_FACILITIES = frozenset(
+    {
+        "auth",
+        "authpriv",
+        "console",
+        "cron",
+        "daemon",
+        "ftp",
+        "kern",
+        "lpr",
+        "mail",
+        "news",
+        "ntp",
+        "security",
+        "syslog",
+        "user",
+        "uucp",
+        "local0",
+        "local1",
+        "local2",
+        "local3",
+        "local4",
+        "local5",
+        "local6",
+        "local7",
+    }
+)
+# syslog.h's level names (without the old aliases "error", "panic", "warn", "none").
+SYSLOG_LEVELS = frozenset({"alert", "crit", "debug", "emerg", "err", "info", "notice", "warning"})
 
 
 def kernel() -> Kernel:
@@ -20,6 +53,91 @@ def warnx(program: str, message: str) -> None:
 def warn(program: str, message: str, errno_value: int) -> None:
     """warn(3): ``program: message: strerror(errno)`` on stderr."""
     sys.stderr.write(f"{program}: {message}: {os.strerror(errno_value)}\n")
+
+
+class UsageError(Exception):
+    """getopt(3) refused an option: ``letter`` is unknown, or lacks its argument."""
+
+    def __init__(self, letter: str, missing_argument: bool) -> None:
+        super().__init__(letter)
+        self.letter = letter
+        self.missing_argument = missing_argument
+
+    def message(self, program: str) -> str:
+        if self.missing_argument:
+            return f"{program}: option requires an argument -- {self.letter}\n"
+        return f"{program}: illegal option -- {self.letter}\n"
+
+    def report(self, program: str, usage: str, status: int, name_missing: bool = True) -> int:
+        """FreeBSD's message and then ``usage`` on stderr; returns ``status``.
+
+        ``name_missing=False``: a missing argument shows the usage text alone.
+        """
+        silent = self.missing_argument and not name_missing
+        sys.stderr.write(usage if silent else self.message(program) + usage)
+        return status
+
+
+class GetOpt:
+    """getopt(3) over ``argv`` (the words after the program name).
+
+    ``optstring`` as getopt's: option letters, each followed by ``:`` when it takes
+    an argument, attached (``-fFILE``) or as the next word (``-f FILE``).  Flags
+    cluster (``-abf FILE``).  Iterating yields ``(letter, argument)`` in command-line
+    order (argument ``""`` for a flag) and raises ``UsageError`` at the first unknown
+    letter or missing argument.  Options end at the first operand, at ``-`` (an
+    operand) and after ``--``; then ``operands`` holds the remaining words.
+
+    Quirks some commands here keep: ``double_dash=False`` makes ``--`` an ordinary
+    cluster (so ``illegal option -- -``); ``dash_is_operand=False`` makes a lone
+    ``-`` an empty option word that is skipped.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        optstring: str,
+        double_dash: bool = True,
+        dash_is_operand: bool = True,
+    ) -> None:
+        self.operands: list[str] = list(argv)
+        self._argv = argv
+        self._double_dash = double_dash
+        self._dash_is_operand = dash_is_operand
+        self._takes_argument: dict[str, bool] = {}
+        for index, letter in enumerate(optstring):
+            if letter != ":":
+                self._takes_argument[letter] = optstring[index + 1 : index + 2] == ":"
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        argv = self._argv
+        position = 0
+        while position < len(argv) and argv[position].startswith("-"):
+            word = argv[position]
+            if word == "-" and self._dash_is_operand:
+                break
+            position += 1
+            if word == "--" and self._double_dash:
+                break
+            index = 1
+            while index < len(word):
+                letter = word[index]
+                index += 1
+                takes_argument = self._takes_argument.get(letter)
+                if takes_argument is None:
+                    raise UsageError(letter, missing_argument=False)
+                if not takes_argument:
+                    yield letter, ""
+                    continue
+                value = word[index:]
+                if not value:
+                    if position >= len(argv):
+                        raise UsageError(letter, missing_argument=True)
+                    value = argv[position]
+                    position += 1
+                yield letter, value
+                break
+        self.operands = argv[position:]
 
 
 def strerror(errno_value: int) -> str:
@@ -47,6 +165,31 @@ def exec_titled(title: str, module: str, payload: str) -> None:
     """
     environment = dict(os.environ, PYTHONEXECUTABLE=sys.executable)
     os.execve(sys.executable, [title, "-m", module, payload], environment)
+
+
+def detach() -> int:
+    """daemon(3) for a program that goes on to re-execute itself under a title.
+
+    Forks; the parent waits until the child (or what it execs) closes the pipe end
+    returned here, then exits 0. The child returns in a new session.
+    """
+    ready_read, ready_write = os.pipe()
+    if os.fork() != 0:
+        os.close(ready_write)
+        while os.read(ready_read, 1):
+            pass
+        os._exit(0)
+    os.close(ready_read)
+    os.setsid()
+    return ready_write
+
+
+def stdio_to_devnull() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
 
 
 def forget_titled_exec() -> None:

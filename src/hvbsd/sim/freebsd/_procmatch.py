@@ -8,6 +8,8 @@ import signal
 import sys
 from typing import Optional
 
+from hvbsd.sim.freebsd._common import GetOpt, UsageError
+
 USAGE = {
     "pgrep": "usage: pgrep [-LSfilnoqvx] [-d delim] [-F pidfile] [-G gid] [-M core] [-N system]\n"
     "             [-P ppid] [-U uid] [-c class] [-g pgrp] [-j jail]\n"
@@ -64,28 +66,15 @@ def run(program: str, argv: list[str]) -> int:
         if candidate is not None and argv[0][1:] not in ("f", "x", "l", "n", "o", "v", "F"):
             signal_number = candidate
             position = 1
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
-        argument = argv[position]
-        if argument == "--":
-            position += 1
-            break
-        index = 1
-        while index < len(argument):
-            letter = argument[index]
-            if letter in "dFGMNPUcgjstu":
-                value = argument[index + 1 :]
-                if not value:
-                    position += 1
-                    if position >= len(argv):
-                        sys.stderr.write(USAGE[program])
-                        return STATUS_BADUSAGE
-                    value = argv[position]
-                if letter == "d" and program == "pgrep":
-                    delimiter = value
-                elif letter == "F":
-                    pidfile = value
-                break
-            if letter == "x":
+    flags = "ILSafilnovx" + ("q" if program == "pgrep" else "")
+    options = GetOpt(argv[position:], flags + "c:d:F:G:g:j:M:N:P:s:t:U:u:")
+    try:
+        for letter, value in options:
+            if letter == "d" and program == "pgrep":
+                delimiter = value
+            elif letter == "F":
+                pidfile = value
+            elif letter == "x":
                 exact = True
             elif letter == "f":
                 full = True
@@ -93,20 +82,15 @@ def run(program: str, argv: list[str]) -> int:
                 long_output = True
             elif letter == "v":
                 invert = True
-            elif letter == "q" and program == "pgrep":
+            elif letter == "q":
                 quiet = True
             elif letter == "n":
                 newest = True
             elif letter == "o":
                 oldest = True
-            elif letter in "ILSai":
-                pass
-            else:
-                sys.stderr.write(f"{program}: illegal option -- {letter}\n" + USAGE[program])
-                return STATUS_BADUSAGE
-            index += 1
-        position += 1
-    patterns = argv[position:]
+    except UsageError as error:
+        return error.report(program, USAGE[program], STATUS_BADUSAGE, name_missing=False)
+    patterns = options.operands
     if not patterns and pidfile is None:
         sys.stderr.write(USAGE[program])
         return STATUS_BADUSAGE

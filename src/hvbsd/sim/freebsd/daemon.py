@@ -18,7 +18,15 @@ import signal
 import sys
 from typing import Any, Optional
 
-from hvbsd.sim.freebsd._common import exec_titled
+from hvbsd.sim.freebsd._common import (
+    SYSLOG_FACILITIES,
+    SYSLOG_LEVELS,
+    GetOpt,
+    UsageError,
+    detach,
+    exec_titled,
+    stdio_to_devnull,
+)
 from hvbsd.sim.freebsd._supervisor import TERMINATING_SIGNALS, spawn_child
 
 PROGRAM = "daemon"
@@ -29,32 +37,6 @@ USAGE = (
     "              [-s syslog_priority] [-T syslog_tag]\n"
     "              [-l syslog_facility] command arguments ...\n"
 )
-FACILITIES = {
-    "auth",
-    "authpriv",
-    "console",
-    "cron",
-    "daemon",
-    "ftp",
-    "kern",
-    "lpr",
-    "mail",
-    "news",
-    "ntp",
-    "security",
-    "syslog",
-    "user",
-    "uucp",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-}
-PRIORITIES = {"alert", "crit", "debug", "emerg", "err", "info", "notice", "warning"}
 
 
 def _usage() -> int:
@@ -98,39 +80,19 @@ def main(argv: list[str]) -> int:
         "T": None,
         "l": None,
     }
-    position = 0
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
-        argument = argv[position]
-        if argument == "--":
-            position += 1
-            break
-        index = 1
-        while index < len(argument):
-            letter = argument[index]
-            if letter in "pPotumRsTl":
-                value = argument[index + 1 :]
-                if not value:
-                    position += 1
-                    if position >= len(argv):
-                        sys.stderr.write(f"{PROGRAM}: option requires an argument -- {letter}\n")
-                        return _usage()
-                    value = argv[position]
-                options[letter] = value
-                break
-            if letter in "cfrSH":
-                options[letter] = True
-            else:
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n")
-                return _usage()
-            index += 1
-        position += 1
-    command = argv[position:]
+    parsed = GetOpt(argv, "cfHl:m:o:P:p:R:rSs:T:t:u:")
+    try:
+        for letter, value in parsed:
+            options[letter] = value if letter in "pPotumRsTl" else True
+    except UsageError as error:
+        return error.report(PROGRAM, USAGE, 1)
+    command = parsed.operands
     if not command:
         return _usage()
-    if options["s"] is not None and options["s"] not in PRIORITIES:
+    if options["s"] is not None and options["s"] not in SYSLOG_LEVELS:
         sys.stderr.write(f"{PROGRAM}: unrecognized syslog priority\n")
         return 4
-    if options["l"] is not None and options["l"] not in FACILITIES:
+    if options["l"] is not None and options["l"] not in SYSLOG_FACILITIES:
         sys.stderr.write(f"{PROGRAM}: unrecognized syslog facility\n")
         return 5
     if options["m"] not in ("1", "2", "3"):
@@ -157,22 +119,11 @@ def main(argv: list[str]) -> int:
     # daemon(3): the caller returns, the rest runs in a new session. On FreeBSD the
     # supervisor has its title and pidfile microseconds later; here a Python re-exec
     # takes far longer, so the caller waits on a pipe until the supervisor is ready.
-    ready_read, ready_write = os.pipe()
-    if os.fork() != 0:
-        os.close(ready_write)
-        while os.read(ready_read, 1):
-            pass
-        os._exit(0)
-    os.close(ready_read)
-    os.setsid()
+    ready_write = detach()
     if options["c"]:
         os.chdir("/")
     if options["f"]:
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        if null > 2:
-            os.close(null)
+        stdio_to_devnull()
     if not supervise:
         os.close(ready_write)
         try:

@@ -24,11 +24,15 @@ import time
 from typing import Optional
 
 from hvbsd.sim.freebsd._common import (
+    GetOpt,
+    UsageError,
     append_syslog,
+    detach,
     exec_titled,
     forget_titled_exec,
     kernel,
     set_process_name,
+    stdio_to_devnull,
     syslog_line,
 )
 from hvbsd.sim.kernel import InetAddress, KernelError, State
@@ -90,20 +94,9 @@ class Client:
         """
         # The caller returns once the re-executed process is titled and has written
         # its pidfile (FreeBSD's go_daemon gets there at once; a re-exec does not).
-        ready_read, ready_write = os.pipe()
-        if os.fork() != 0:
-            os.close(ready_write)
-            while os.read(ready_read, 1):
-                pass
-            os._exit(0)
-        os.close(ready_read)
+        ready_write = detach()
         os.set_inheritable(ready_write, True)
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        if null > 2:
-            os.close(null)
+        stdio_to_devnull()
         self.in_background = True
         # The pid is written after the re-exec, once the process has its title.
         assert self.pidfile_fd is not None
@@ -191,31 +184,16 @@ class Client:
 def main(argv: list[str]) -> int:
     background_now = False
     pidfile: Optional[str] = None
-    position = 0
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
-        argument = argv[position]
-        index = 1
-        while index < len(argument):
-            letter = argument[index]
-            if letter in "clp":
-                value = argument[index + 1 :]
-                if not value:
-                    position += 1
-                    if position >= len(argv):
-                        sys.stderr.write(USAGE)
-                        return 1
-                    value = argv[position]
-                if letter == "p":
-                    pidfile = value
-                break
-            if letter == "b":
+    options = GetOpt(argv, "bc:dl:p:qu", double_dash=False)
+    try:
+        for letter, value in options:
+            if letter == "p":
+                pidfile = value
+            elif letter == "b":
                 background_now = True
-            elif letter not in "dqu":
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n" + USAGE)
-                return 1
-            index += 1
-        position += 1
-    rest = argv[position:]
+    except UsageError as error:
+        return error.report(PROGRAM, USAGE, 1, name_missing=False)
+    rest = options.operands
     if len(rest) != 1:
         sys.stderr.write(USAGE)
         return 1

@@ -160,14 +160,17 @@ def _ensure_link_local(interface: Interface) -> None:
         interface.inet6.insert(0, _link_local(interface))
 
 
-def _parse_inet(text: str) -> tuple[str, Optional[int]]:
+def _parse_address(text: str, version: int) -> tuple[str, Optional[int]]:
+    """``address[/prefix]`` of inet (version 4) or inet6 (6, where ``%zone`` is dropped)."""
     address, _, prefix = text.partition("/")
+    if version == 6:
+        address = address.split("%", 1)[0]
     try:
-        parsed = ipaddress.IPv4Address(address)
+        parsed = ipaddress.IPv6Address(address) if version == 6 else ipaddress.IPv4Address(address)
     except ValueError:
         raise Failure(f"{text}: bad value") from None
     if prefix:
-        if not prefix.isdigit() or int(prefix) > 32:
+        if not prefix.isdigit() or int(prefix) > parsed.max_prefixlen:
             raise Failure(f"{text}: bad value")
         return str(parsed), int(prefix)
     return str(parsed), None
@@ -191,20 +194,6 @@ def _classful(address: str) -> int:
     if first < 192:
         return 16
     return 24
-
-
-def _parse_inet6(text: str) -> tuple[str, Optional[int]]:
-    address, _, prefix = text.partition("/")
-    address = address.split("%", 1)[0]
-    try:
-        parsed = ipaddress.IPv6Address(address)
-    except ValueError:
-        raise Failure(f"{text}: bad value") from None
-    if prefix:
-        if not prefix.isdigit() or int(prefix) > 128:
-            raise Failure(f"{text}: bad value")
-        return str(parsed), int(prefix)
-    return str(parsed), None
 
 
 class Request:
@@ -523,9 +512,9 @@ def configure(state: State, name: str, args: list[str], out: list[str]) -> int:
                 position += 1
                 continue
             if request.family == "inet":
-                request.address, prefix = _parse_inet(word)
+                request.address, prefix = _parse_address(word, 4)
             elif request.family == "inet6":
-                request.address, prefix = _parse_inet6(word)
+                request.address, prefix = _parse_address(word, 6)
             else:
                 _set_ether(interface, word)
                 position += 1

@@ -13,53 +13,24 @@ import pwd
 import sys
 from typing import Optional
 
-from hvbsd.sim.freebsd._common import append_syslog, hostname, syslog_line
+from hvbsd.sim.freebsd._common import (
+    SYSLOG_FACILITIES,
+    SYSLOG_LEVELS,
+    GetOpt,
+    UsageError,
+    append_syslog,
+    hostname,
+    syslog_line,
+)
 
 PROGRAM = "logger"
 USAGE = (
     "usage: logger [-46Ais] [-f file] [-h host] [-P port] [-p pri] [-t tag]\n"
     "              [-S addr:port] [message ...]\n"
 )
-FACILITIES = {
-    "auth",
-    "authpriv",
-    "console",
-    "cron",
-    "daemon",
-    "ftp",
-    "kern",
-    "lpr",
-    "mail",
-    "mark",
-    "news",
-    "ntp",
-    "security",
-    "syslog",
-    "user",
-    "uucp",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-}
-LEVELS = {
-    "alert",
-    "crit",
-    "debug",
-    "emerg",
-    "err",
-    "error",
-    "info",
-    "none",
-    "notice",
-    "panic",
-    "warn",
-    "warning",
-}
+# FreeBSD's logger also takes "mark" and the old level aliases.
+FACILITIES = SYSLOG_FACILITIES | {"mark"}
+LEVELS = SYSLOG_LEVELS | {"error", "none", "panic", "warn"}
 
 
 def _check_priority(text: str) -> Optional[str]:
@@ -88,45 +59,25 @@ def main(argv: list[str]) -> int:
     tag: Optional[str] = None
     with_pid = to_stderr = False
     source: Optional[str] = None
-    position = 0
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
-        argument = argv[position]
-        if argument == "--":
-            position += 1
-            break
-        index = 1
-        while index < len(argument):
-            letter = argument[index]
-            if letter in "tpfhPS":
-                value = argument[index + 1 :]
-                if not value:
-                    position += 1
-                    if position >= len(argv):
-                        sys.stderr.write(
-                            f"{PROGRAM}: option requires an argument -- {letter}\n" + USAGE
-                        )
-                        return 1
-                    value = argv[position]
-                if letter == "t":
-                    tag = value
-                elif letter == "p":
-                    problem = _check_priority(value)
-                    if problem:
-                        sys.stderr.write(f"{PROGRAM}: {problem}\n")
-                        return 1
-                elif letter == "f":
-                    source = value
-                break
-            if letter == "i":
+    options = GetOpt(argv, "46Af:h:iP:p:S:st:")
+    try:
+        for letter, value in options:
+            if letter == "t":
+                tag = value
+            elif letter == "p":
+                problem = _check_priority(value)
+                if problem:
+                    sys.stderr.write(f"{PROGRAM}: {problem}\n")
+                    return 1
+            elif letter == "f":
+                source = value
+            elif letter == "i":
                 with_pid = True
             elif letter == "s":
                 to_stderr = True
-            elif letter not in "46A":
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n" + USAGE)
-                return 1
-            index += 1
-        position += 1
-    words = argv[position:]
+    except UsageError as error:
+        return error.report(PROGRAM, USAGE, 1)
+    words = options.operands
     if words:
         messages = [" ".join(words)]
     else:

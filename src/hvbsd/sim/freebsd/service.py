@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+from hvbsd.sim.freebsd._common import GetOpt, UsageError
+
 PROGRAM = "service"
 BASE_DIRECTORY = "/etc/rc.d"
 CLEAN_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
@@ -80,9 +82,9 @@ def _enabled(path: str) -> bool:
 
 def main(argv: list[str]) -> int:
     list_enabled = list_all = list_order = verbose = False
-    position = 0
-    while position < len(argv) and argv[position].startswith("-"):
-        for letter in argv[position][1:]:
+    options = GetOpt(argv, "elrv", double_dash=False, dash_is_operand=False)
+    try:
+        for letter, _value in options:
             if letter == "e":
                 list_enabled = True
             elif letter == "l":
@@ -91,11 +93,9 @@ def main(argv: list[str]) -> int:
                 list_order = True
             elif letter == "v":
                 verbose = True
-            else:
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n" + USAGE)
-                return 1
-        position += 1
-    rest = argv[position:]
+    except UsageError as error:
+        return error.report(PROGRAM, USAGE, 1)
+    rest = options.operands
     if list_enabled:
         for path in _scripts():
             if _enabled(path):

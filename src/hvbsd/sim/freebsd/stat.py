@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Optional
 
+from hvbsd.sim.freebsd._common import GetOpt, UsageError
+
 PROGRAM = "stat"
 USAGE = "usage: stat [-FLnq] [-f format | -l | -r | -s | -x] [-t timefmt] [file|handle ...]\n"
 DEFAULT_FORMAT = '%d %i %Sp %l %Su %Sg %r %z "%Sa" "%Sm" "%Sc" "%SB" %k %b %#Xf %N'
@@ -173,39 +175,20 @@ def render(format_text: str, info: os.stat_result, path: str) -> str:
 def main(argv: list[str]) -> int:
     follow = no_newline = quiet = False
     format_text = DEFAULT_FORMAT
-    position = 0
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
-        argument = argv[position]
-        if argument == "--":
-            position += 1
-            break
-        index = 1
-        while index < len(argument):
-            letter = argument[index]
-            if letter in "ft":
-                value = argument[index + 1 :]
-                if not value:
-                    position += 1
-                    if position >= len(argv):
-                        sys.stderr.write(f"{PROGRAM}: option requires an argument -- {letter}\n")
-                        sys.stderr.write(USAGE)
-                        return 1
-                    value = argv[position]
-                if letter == "f":
-                    format_text = value
-                break
-            if letter == "L":
+    options = GetOpt(argv, "Ff:Lnqt:")
+    try:
+        for letter, value in options:
+            if letter == "f":
+                format_text = value
+            elif letter == "L":
                 follow = True
             elif letter == "n":
                 no_newline = True
             elif letter == "q":
                 quiet = True
-            elif letter not in "F":
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n" + USAGE)
-                return 1
-            index += 1
-        position += 1
-    paths = argv[position:]
+    except UsageError as error:
+        return error.report(PROGRAM, USAGE, 1)
+    paths = options.operands
     if not paths:
         sys.stderr.write(USAGE)
         return 1

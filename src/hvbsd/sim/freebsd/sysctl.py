@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from hvbsd.sim.freebsd._common import kernel
+from hvbsd.sim.freebsd._common import GetOpt, UsageError, kernel
 from hvbsd.sim.kernel import State, Sysctl
 
 PROGRAM = "sysctl"
@@ -116,9 +116,9 @@ def _one(state: State, options: Options, argument: str, changes: list) -> int:
 def main(argv: list[str]) -> int:
     options = Options()
     show_all = False
-    position = 0
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
-        for letter in argv[position][1:]:
+    parsed = GetOpt(argv, "abdehiNnoqRTtWx", double_dash=False)
+    try:
+        for letter, _value in parsed:
             if letter == "a":
                 show_all = True
             elif letter == "n":
@@ -135,13 +135,9 @@ def main(argv: list[str]) -> int:
                 options.descriptions = True
             elif letter == "b":
                 options.no_newline = True
-            elif letter in "hoxtTWR":
-                pass
-            else:
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n" + USAGE)
-                return 1
-        position += 1
-    names = argv[position:]
+    except UsageError as error:
+        return error.report(PROGRAM, USAGE, 1)
+    names = parsed.operands
     if options.values_only and options.names_only:
         sys.stderr.write(USAGE)
         return 1

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from typing import Optional
 
+from hvbsd.sim.freebsd._common import GetOpt, UsageError
+
 PROGRAM = "sysrc"
 DEFAULTS = "/etc/defaults/rc.conf"
 USAGE = (
@@ -183,16 +185,9 @@ def main(argv: list[str]) -> int:
     show_all = False
     check_only = False
     explicit_files: Optional[list[str]] = None
-    position = 0
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
-        argument = argv[position]
-        if argument == "--":
-            position += 1
-            break
-        letters = argument[1:]
-        index = 0
-        while index < len(letters):
-            letter = letters[index]
+    options = GetOpt(argv, "Aacef:inqvx")
+    try:
+        for letter, value in options:
             if letter == "n":
                 show_name = False
             elif letter == "e":
@@ -207,24 +202,11 @@ def main(argv: list[str]) -> int:
                 show_all = True
             elif letter == "c":
                 check_only = True
-            elif letter == "v":
-                pass
             elif letter == "f":
-                value = letters[index + 1 :]
-                if not value:
-                    position += 1
-                    if position >= len(argv):
-                        sys.stderr.write(f"{PROGRAM}: option requires an argument -- f\n" + USAGE)
-                        return 1
-                    value = argv[position]
                 explicit_files = (explicit_files or []) + value.split()
-                break
-            else:
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n" + USAGE)
-                return 1
-            index += 1
-        position += 1
-    arguments = argv[position:]
+    except UsageError as error:
+        return error.report(PROGRAM, USAGE, 1)
+    arguments = options.operands
     if not arguments and not show_all:
         sys.stderr.write(USAGE)
         return 1
