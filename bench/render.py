@@ -106,7 +106,7 @@ def bench_ansible(sample: int) -> float:
         (work / "ansible.cfg").write_text("[defaults]\nforks = 10\nretry_files_enabled = False\n")
         env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
                "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1"}
-        command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i",
+        command = [sys.executable, "-m", "ansible.cli.playbook", "-i",
                    str(work / "inventory.yml"), str(work / "play.yml")]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
