@@ -1,0 +1,273 @@
+"""`ansible-playbook deploy.yml` against simulated FreeBSD guests.
+
+The real playbook and roles run through the hvbsd_sim connection. What they
+leave on a guest is compared with what `hvbsd render` produces for the same
+variables (rc.conf: the managed block), file by file and byte by byte.
+Guests are shared within this module: each test starts by applying the
+baseline variables again, which is itself the idempotence check.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hvbsd.render import render_host
+from hvbsd.vss.cli import archive_bytes
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+DAEMON = "/usr/local/sbin/hvbsd_vssd"
+MANPAGE = "/usr/local/share/man/man8/hvbsd_vssd.8"
+RC_CONF = "/etc/rc.conf"
+# Everything a deploy may touch; the snapshots cover all of it.
+WATCHED = ("/etc", "/usr/local/etc", "/usr/local/libexec", "/usr/local/sbin",
+           "/usr/local/share/man", "/boot")
+HOOK = "#!/bin/sh\n# quiesce the application\nexit 0\n"
+
+BASELINE: dict[str, Any] = {
+    "hyperv_guest_mode": "lagg",
+    "hyperv_guest_vf_delay": 120,
+    "hyperv_guest_interfaces": [
+        {"name": "hn0", "ipv4": "syncdhcp", "vfup": {"dhclient_flags": "-q"}},
+        {"name": "hn1", "ipv4": "static", "ipv4_address": "10.1.0.5", "ipv4_prefix": 24},
+    ],
+    "hyperv_vss_exclude": ["/var/db/scratch"],
+}
+
+SNAPSHOT = r"""
+import hashlib, json, os, sys
+found = {}
+for top in sys.argv[1:]:
+    for directory, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            entry = [oct(st.st_mode), st.st_uid, st.st_gid]
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as stream:
+                    entry.append(hashlib.sha1(stream.read()).hexdigest())
+            found[path] = entry
+json.dump(found, sys.stdout)
+"""
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+class Deployer:
+    """ansible-playbook deploy.yml with an inventory of guests and their variables."""
+
+    def __init__(self, work: Path, state_dir: Path, env: dict[str, str]) -> None:
+        self.work = work
+        self.state_dir = state_dir
+        self.env = dict(env, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                        ANSIBLE_FORCE_COLOR="0")
+        self.count = 0
+
+    def run(self, host: str, variables: dict[str, Any], *extra: str
+            ) -> subprocess.CompletedProcess[str]:
+        self.count += 1
+        inventory = self.work / f"inventory-{self.count}.yml"
+        inventory.write_text(yaml.safe_dump({"all": {"hosts": {host: {
+            "ansible_connection": "hvbsd_sim",
+            "ansible_hvbsd_sim_state_dir": str(self.state_dir),
+            **variables}}}}))
+        return subprocess.run(
+            [sys.executable, "-m", "ansible.cli.playbook",
+             "-i", str(inventory), str(REPO / "deploy.yml"), *extra],
+            env=self.env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+
+
+def recap(result: subprocess.CompletedProcess[str], host: str) -> dict[str, int]:
+    match = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", result.stdout, re.MULTILINE)
+    assert match, result.stdout + result.stderr
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def converged(result: subprocess.CompletedProcess[str], host: str) -> dict[str, int]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = recap(result, host)
+    assert counts["failed"] == 0 and counts["unreachable"] == 0, result.stdout
+    return counts
+
+
+def snapshot(guest: Any) -> dict[str, list[Any]]:
+    result = guest.exec(["/usr/local/bin/python3", "-c", SNAPSHOT, *WATCHED], text=True,
+                        check=True)
+    return dict(json.loads(result.stdout))
+
+
+def changed_paths(before: dict[str, list[Any]], after: dict[str, list[Any]]) -> set[str]:
+    return {path for path in set(before) | set(after) if before.get(path) != after.get(path)}
+
+
+def managed_block(text: str) -> str:
+    begin = text.index("# BEGIN hvbsd managed block\n")
+    end = text.index("# END hvbsd managed block\n") + len("# END hvbsd managed block\n")
+    return text[begin:end]
+
+
+def expected_files(variables: dict[str, Any]) -> dict[str, Any]:
+    return render_host(variables)
+
+
+def assert_guest_matches_render(guest: Any, variables: dict[str, Any]) -> None:
+    """Every rendered file is on the guest byte for byte, root:wheel, with its mode."""
+    for path, rendered in expected_files(variables).items():
+        if rendered.block is not None:
+            assert managed_block(guest.path(path).read_text()) == rendered.file_bytes().decode()
+            continue
+        assert guest.path(path).read_bytes() == rendered.content, path
+        stat = guest.exec(["/usr/local/bin/python3", "-c",
+                           "import os,sys; s=os.stat(sys.argv[1]);"
+                           "print(oct(s.st_mode & 0o7777), s.st_uid, s.st_gid)", path],
+                          text=True, check=True).stdout.split()
+        assert stat == [oct(rendered.mode), "0", "0"], path
+
+
+# -- fixtures -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two fresh guests in one state directory, and a deployer for them."""
+    from hvbsd.sim import namespace
+    from hvbsd.sim.guest import Guest
+
+    reason = namespace.probe()
+    if reason is not None:
+        pytest.skip(f"simulated guests unavailable: {reason}")
+    work = tmp_path_factory.mktemp("deploy")
+    state_dir = work / "sim"
+    state_dir.mkdir()
+    hook = work / "10-app"
+    hook.write_text(HOOK)
+    env = dict(os.environ, HVBSD_SIM_HOME=str(state_dir))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    guests = {name: Guest.create(name, state_dir) for name in ("d1", "fresh")}
+    try:
+        yield {"guests": guests, "deploy": Deployer(work, state_dir, env), "hook": hook}
+    finally:
+        for guest in guests.values():
+            if guest.state_dir.exists():
+                guest.destroy()
+
+
+def baseline(lab: dict[str, Any]) -> dict[str, Any]:
+    variables = copy.deepcopy(BASELINE)
+    variables["hyperv_vss_hooks"] = [{"name": "10-app", "src": str(lab["hook"])}]
+    return variables
+
+
+@pytest.fixture
+def deployed(lab: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Guest d1 with the baseline applied (a re-run when an earlier test did it)."""
+    guest, variables = lab["guests"]["d1"], baseline(lab)
+    converged(lab["deploy"].run("d1", variables), "d1")
+    return guest, variables
+
+
+# -- tests --------------------------------------------------------------------
+
+
+def test_first_run_converges_and_the_second_changes_nothing(lab):
+    guest, variables = lab["guests"]["d1"], baseline(lab)
+    rc_conf_before = guest.path(RC_CONF).read_text()
+
+    first = converged(lab["deploy"].run("d1", variables), "d1")
+    assert first["changed"] > 0
+    second_run = lab["deploy"].run("d1", variables)
+    assert converged(second_run, "d1")["changed"] == 0, second_run.stdout
+
+    assert_guest_matches_render(guest, variables)
+    # rc.conf: the block appended, every other line as it was.
+    rc_conf = guest.path(RC_CONF).read_text()
+    assert rc_conf.replace(managed_block(rc_conf), "") == rc_conf_before
+    assert guest.path(DAEMON).read_bytes() == archive_bytes()
+    assert guest.path(MANPAGE).read_bytes() == (REPO / "docs" / "hvbsd_vssd.8").read_bytes()
+    assert guest.path("/usr/local/etc/hvbsd/vss.d/10-app").read_text() == HOOK
+    modes = snapshot(guest)
+    assert modes[DAEMON][:3] == [oct(0o100755), 0, 0]
+    assert modes["/usr/local/etc/hvbsd/vss.d"][:3] == [oct(0o40755), 0, 0]
+    assert modes["/usr/local/etc/hvbsd/vss.d/10-app"][:3] == [oct(0o100755), 0, 0]
+
+
+def test_check_diff_on_a_fresh_guest_shows_changes_and_makes_none(lab):
+    guest = lab["guests"]["fresh"]
+    before = snapshot(guest)
+    result = lab["deploy"].run("fresh", baseline(lab), "--check", "--diff")
+    counts = converged(result, "fresh")
+    assert counts["changed"] > 0
+    assert "REBOOT NEEDED" in result.stdout
+    assert "+hw.hn.vf_transparent=\"0\"" in result.stdout  # the diff shows the new file
+    assert snapshot(guest) == before, "--check changed the guest"
+
+
+def test_bad_variables_stop_the_run_before_anything_changes(lab):
+    guest = lab["guests"]["fresh"]
+    before = snapshot(guest)
+    cases = {
+        "hyperv_guest_interfaces[0].name": {"hyperv_guest_interfaces": [{"name": "hn0;reboot"}]},
+        "hyperv_guest_modee: unknown variable": {"hyperv_guest_modee": "lagg"},
+        "hyperv_vss_zfs": {"hyperv_vss_zfs": "snapshot"},
+    }
+    for expected, bad in cases.items():
+        result = lab["deploy"].run("fresh", {**baseline(lab), **bad})
+        assert result.returncode != 0, result.stdout
+        assert expected in result.stdout, result.stdout
+        assert recap(result, "fresh")["changed"] == 0
+    assert snapshot(guest) == before
+
+
+def test_an_upgrade_changes_exactly_the_files_it_affects(lab, deployed):
+    guest, old = deployed
+    for change in ({"hyperv_guest_vf_delay": 30}, {"hyperv_vss_debug": True},
+                   {"hyperv_guest_kvp": "off"}):
+        new = {**old, **change}
+        old_files, new_files = expected_files(old), expected_files(new)
+        affected = {path for path in set(old_files) | set(new_files)
+                    if old_files.get(path) != new_files.get(path)}
+        before = snapshot(guest)
+        converged(lab["deploy"].run("d1", new), "d1")
+        assert changed_paths(before, snapshot(guest)) == affected, change
+        assert_guest_matches_render(guest, new)
+        old = new
+    converged(lab["deploy"].run("d1", baseline(lab)), "d1")
+
+
+def test_removing_an_interfaces_vfup_settings_removes_its_script(lab, deployed):
+    guest, variables = deployed
+    script = "/usr/local/libexec/hvbsd/hyperv_vfup.hn0"
+    assert guest.path(script).exists()
+    without = copy.deepcopy(variables)
+    del without["hyperv_guest_interfaces"][0]["vfup"]
+    before = snapshot(guest)
+    converged(lab["deploy"].run("d1", without), "d1")
+    assert not guest.path(script).exists()
+    assert changed_paths(before, snapshot(guest)) == {script}
+    assert_guest_matches_render(guest, without)
+
+
+def test_switching_to_transparent_removes_the_lagg_files(lab, deployed):
+    guest, variables = deployed
+    transparent = {**variables, "hyperv_guest_mode": "transparent"}
+    result = lab["deploy"].run("d1", transparent)
+    converged(result, "d1")
+    assert "REBOOT NEEDED" in result.stdout
+    left = sorted(p.name for p in guest.path("/usr/local/libexec/hvbsd").iterdir())
+    assert left == []
+    assert_guest_matches_render(guest, transparent)
+    converged(lab["deploy"].run("d1", baseline(lab)), "d1")
