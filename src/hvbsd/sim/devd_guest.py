@@ -1,0 +1,52 @@
+"""devd for a simulated guest: the guest's own rules, dispatched inside the guest.
+
+The simulated host calls `dispatch` for each event the guest's kernel would
+send (DEVFS CDEV CREATE, ETHERNET IFATTACH, HYPERV_NIC_VF VF_UP, ...). The
+rules are the ones installed in the guest (`/etc/devd.conf` and the
+directories it names), parsed with the project's one devd parser; the actions
+run inside the guest with devd's environment, one at a time, as devd runs them.
+Every dispatch is appended to `<state>/devd.log`.
+
+The configuration is read at each event, as if devd were restarted after every
+change to its files (the roles restart devd whenever they change them).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Union
+
+from hvbsd.devd import Dispatcher, DispatchRecord, Event, load_tree
+from hvbsd.devd.dispatch import DEVD_PATH, devd_shell
+from hvbsd.sim.kernel import Kernel
+
+
+def media_type_of(kernel: Kernel, name: str) -> Optional[str]:
+    """What SIOCGIFMEDIA would say: Ethernet for interfaces with media, else nothing."""
+    interface = kernel.snapshot().find(name)
+    if interface is None or interface.media is None:
+        return None
+    return "ethernet"
+
+
+def dispatch(guest: Any, event: Union[Event, str], *, quoting: str = "quoted") -> DispatchRecord:
+    """Dispatch one event in `guest` (a running `hvbsd.sim.guest.Guest`) as devd would."""
+    config = load_tree(guest.path("/"))
+    shell = devd_shell()
+    kernel = Kernel(guest.kernel_dir)
+
+    def run_in_guest(command: str) -> int:
+        completed = guest.exec([*shell, "-c", command], env={"PATH": DEVD_PATH})
+        return int(completed.returncode)
+
+    dispatcher = Dispatcher(
+        config,
+        run=run_in_guest,
+        quoting=quoting,
+        media_type=lambda name: media_type_of(kernel, name),
+    )
+    record = dispatcher.dispatch(event)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.started))
+    with open(guest.state_dir / "devd.log", "a", encoding="utf-8") as log:
+        log.write(f"{stamp} {record.describe()}\n")
+    return record
