@@ -13,6 +13,7 @@ import json
 import os
 import select
 import signal
+import stat
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -40,6 +41,9 @@ PROG = "hvbsd_vssd"
 HOOKS_DIR = "/usr/local/etc/hvbsd/vss.d"
 STATE_FILE = "/var/run/hvbsd_vssd.state"
 PIDFILE = "/var/run/hvbsd_vssd.pid"
+#: the simulated kernel's filesystem service (hvbsd.sim), used when --device is a socket
+SIM_PLATFORM_PATH = "/var/run/hvbsd-sim/fs.sock"
+SIM_KERNEL_DIR_ENV = "HVBSD_SIM_KERNEL_DIR"
 STATE_VERSION = 1
 
 EX_OK = 0
@@ -82,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"also serve the application channel (e.g. {APP_DEVICE}) and"
                         " bind the hooks to it")
     parser.add_argument("--sim-platform", metavar="PATH",
-                        help="use the simulator's filesystem service at PATH")
+                        help="use the simulator's filesystem service at PATH (default when"
+                        " --device is a socket: /var/run/hvbsd-sim/fs.sock)")
     parser.add_argument("--zfs", choices=CHOICES, default="sync",
                         help="writable ZFS: zpool sync (default), veto the backup, or ignore")
     parser.add_argument("--other-fs", choices=CHOICES, default="sync",
@@ -413,9 +418,27 @@ def make_sink(args: argparse.Namespace) -> Sink:
 
 
 def make_platform(args: argparse.Namespace) -> Platform:
+    """FreeBSD's kernel, or the simulator's filesystem service.
+
+    ``--sim-platform PATH`` names the service. Without it, a ``--device`` that
+    is a UNIX socket means a simulated kernel, whose filesystem service sits
+    at a fixed place (SIM_PLATFORM_PATH, or $HVBSD_SIM_KERNEL_DIR/fs.sock), so
+    a deployed configuration needs no simulation-only flags.
+    """
     if args.sim_platform:
         return SimPlatform(args.sim_platform)
+    if _is_socket(args.device):
+        kernel_dir = os.environ.get(SIM_KERNEL_DIR_ENV)
+        return SimPlatform(os.path.join(kernel_dir, "fs.sock") if kernel_dir
+                           else SIM_PLATFORM_PATH)
     return FreeBSDPlatform()
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

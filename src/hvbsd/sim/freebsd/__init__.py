@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "/usr/sbin/daemon": f"{_PACKAGE}.daemon",
     "/usr/sbin/pkg": f"{_PACKAGE}.pkg",
     "/usr/local/sbin/pkg": f"{_PACKAGE}.pkg",
+    "/usr/local/sbin/hvbsd-sim-write": f"{_PACKAGE}.sim_write",
 }
 
 # Directories a FreeBSD guest has even when empty (git keeps no empty dirs).
