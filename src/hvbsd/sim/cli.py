@@ -12,6 +12,9 @@ import os
 import sys
 from typing import Callable
 
+from hvbsd.sim.host_cli import register as register_host_verbs
+from hvbsd.sim.hyperv_nic_cli import register as register_nic_verbs
+
 GuestCommand = Callable[[argparse.Namespace], int]
 
 GUEST_EPILOG = """\
@@ -180,7 +183,12 @@ def _register_guest(sim_sub: argparse._SubParsersAction) -> None:
 
 
 # Each entry adds one noun under `hvbsd sim`; the host simulation appends its own.
-SIM_VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_register_guest]
+# guest ...; host ... and backup (VSS); vf attach|detach, migrate, nic add (hn + VF).
+SIM_VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_guest,
+    register_host_verbs,
+    register_nic_verbs,
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -341,6 +341,9 @@ class Guest:
             record = json.loads(launched.stdout)
             record["pid_namespace"] = namespace.pid_namespace_of(record["pid"])
             _atomic_write(self._holder_path, json.dumps(record).encode())
+        from hvbsd.sim.hyperv_nic import boot_network
+
+        boot_network(self)  # rc's netif, for a static lagg from rc.conf
 
     def stop(self) -> None:
         """Stop every process of the guest; its file systems are kept for the next start."""
@@ -349,6 +352,7 @@ class Guest:
             record = self._holder_record()
             if record is None:
                 raise GuestNotRunning(f"guest {self.name!r} is already stopped")
+            self._stop_simulated_host()
             self._kill_holder(record)
             self._holder_path.unlink(missing_ok=True)
 
@@ -358,9 +362,16 @@ class Guest:
             if not self.state_dir.exists():
                 raise UnknownGuest(f"guest {self.name!r}: no such guest in {self.root}")
             record = self._holder_record()
+            self._stop_simulated_host()
             if record is not None:
                 self._kill_holder(record)
             _remove_tree(self.state_dir)
+
+    def _stop_simulated_host(self) -> None:
+        """The guest's simulated Hyper-V host (hvbsd.sim.host) goes with the guest."""
+        from hvbsd.sim import host
+
+        host.stop(self, graceful=False, timeout=5.0)
 
     def _kill_holder(self, record: dict[str, Any]) -> None:
         pid = int(record.get("pid", 0))
