@@ -11,22 +11,12 @@ import yaml
 
 from hvbsd.sim.devd_guest import dispatch
 from hvbsd.sim.kernel import Kernel
+from hvbsd.sim.rendered import install_rendered
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def install(guest, variables) -> None:
-    from hvbsd.render import render_host
-
-    for rendered in render_host(variables).values():
-        data = rendered.file_bytes() if rendered.block else rendered.content
-        redirect = ">>" if rendered.block else ">"
-        script = f'mkdir -p "$(dirname "$1")" && cat {redirect} "$1" && chmod "$2" "$1"'
-        guest.exec(["sh", "-c", script, "sh", rendered.path, format(rendered.mode, "o")],
-                   input=data, check=True)
-    Kernel(guest.kernel_dir).boot(guest.path("/boot"))
 
 
 def lagg_variables() -> dict:
@@ -46,7 +36,7 @@ def test_stock_link_up_rule_runs_dhclient_in_the_guest(sim_guest):
 @pytest.mark.parametrize("quoting", ["quoted", "raw"])
 def test_vf_hot_plug_through_hvbsds_rules_builds_the_lagg(sim_guests, quoting):
     guest = sim_guests("plug")
-    install(guest, lagg_variables())
+    install_rendered(guest, lagg_variables())
     kernel = Kernel(guest.kernel_dir)
     dispatch(guest, "!system=IFNET subsystem=hn0 type=LINK_UP", quoting=quoting)
     address = [a.address for a in kernel.snapshot().interface("hn0").inet]
@@ -69,7 +59,7 @@ def test_vf_hot_plug_through_hvbsds_rules_builds_the_lagg(sim_guests, quoting):
 
 def test_hostile_subsystem_is_one_word_for_the_script_under_quoting_devd(sim_guests):
     guest = sim_guests("hostile")
-    install(guest, lagg_variables())
+    install_rendered(guest, lagg_variables())
     record = dispatch(guest, '!system=HYPERV_NIC_VF subsystem="hn0;touch /tmp/pwned" type=VF_UP')
     assert record.statuses == (2,), "the script refuses the name"
     assert not guest.path("/tmp/pwned").exists()

@@ -8,21 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from hvbsd.render import render_host
+from hvbsd.sim.rendered import install_rendered
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 VARS = ROOT / "examples" / "static-dual-stack.yml"
 
-
-def install(guest, variables) -> None:
-    for rendered in render_host(variables).values():
-        data = rendered.file_bytes() if rendered.block else rendered.content
-        redirect = ">>" if rendered.block else ">"
-        script = f'mkdir -p "$(dirname "$1")" && cat {redirect} "$1" && chmod "$2" "$1"'
-        guest.exec(["sh", "-c", script, "sh", rendered.path, format(rendered.mode, "o")],
-                   input=data, check=True)
 
 
 def run_checks(guest, env, cwd) -> subprocess.CompletedProcess:
@@ -38,7 +30,7 @@ def test_checks_pass_on_a_guest_deployed_as_rendered(sim_guests, hvbsd_env, tmp_
     import yaml
 
     guest = sim_guests("infra", nics=2)
-    install(guest, yaml.safe_load(VARS.read_text()))
+    install_rendered(guest, yaml.safe_load(VARS.read_text()))
     result = run_checks(guest, hvbsd_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 passed" in result.stdout
@@ -48,7 +40,7 @@ def test_checks_name_the_file_that_drifted(sim_guests, hvbsd_env, tmp_path):
     import yaml
 
     guest = sim_guests("drift", nics=2)
-    install(guest, yaml.safe_load(VARS.read_text()))
+    install_rendered(guest, yaml.safe_load(VARS.read_text()))
     guest.exec(["sh", "-c", "chmod 644 /usr/local/libexec/hvbsd/hyperv_vfup && "
                 "echo '# edited' >> /usr/local/etc/devd/hvbsd.conf"], check=True)
     result = run_checks(guest, hvbsd_env, tmp_path)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from hvbsd.render import render_host
 from hvbsd.sim.hyperv_nic import GuestNics, emit, migrate, vf_attach, vf_detach
 from hvbsd.sim.kernel import Kernel, State
+from hvbsd.sim.rendered import install_rendered
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +34,6 @@ def variables(name: str, **changes: Any) -> dict[str, Any]:
     loaded.update(changes)
     return loaded
 
-
-def install(guest: Any, values: dict[str, Any]) -> None:
-    """The rendered files, as deploy.yml leaves them, and the loader tunables booted."""
-    for rendered in render_host(values).values():
-        data = rendered.file_bytes() if rendered.block else rendered.content
-        redirect = ">>" if rendered.block else ">"
-        script = f'mkdir -p "$(dirname "$1")" && cat {redirect} "$1" && chmod "$2" "$1"'
-        guest.exec(["sh", "-c", script, "sh", rendered.path, format(rendered.mode, "o")],
-                   input=data, check=True)
-    Kernel(guest.kernel_dir).boot(guest.path("/boot"))
 
 
 def boot_hn(guest: Any, hn: str = "hn0") -> None:
@@ -81,7 +71,7 @@ def ifconfig(guest: Any, name: str) -> str:
 
 def lagg_guest(sim_guests: Any, name: str, example: str = "azure-lagg.yml", **changes: Any) -> Any:
     guest = sim_guests(name)
-    install(guest, variables(example, **changes))
+    install_rendered(guest, variables(example, **changes))
     boot_hn(guest)
     return guest
 
@@ -190,7 +180,7 @@ def test_repeated_events_change_nothing(sim_guests):
 @pytest.mark.parametrize("quoting", QUOTINGS)
 def test_transparent_mode_hn_keeps_link_and_nothing_runs(sim_guests, quoting):
     guest = sim_guests("xpnt")
-    install(guest, variables("transparent.yml"))
+    install_rendered(guest, variables("transparent.yml"))
     boot_hn(guest)
     address = inet(guest, "hn0")
 
@@ -236,7 +226,7 @@ def test_vf_events_with_hostile_names_are_refused_with_nothing_changed(sim_guest
 
 def test_static_lagg_from_rc_conf_exists_at_boot_and_the_vf_joins_it(sim_guests):
     guest = sim_guests("static-lagg")
-    install(guest, variables("azure-lagg.yml", hyperv_guest_static_lagg=True))
+    install_rendered(guest, variables("azure-lagg.yml", hyperv_guest_static_lagg=True))
     guest.stop()
     guest.start()
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from hvbsd.render import render_host
 from hvbsd.sim.box import parse_ifconfig
 from hvbsd.sim.kernel import Kernel
+from hvbsd.sim.rendered import install_rendered
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +30,8 @@ def install(guest: Any) -> None:
     """static-dual-stack.yml rendered into the box, loader tunables booted."""
     values = yaml.safe_load((ROOT / "examples/static-dual-stack.yml").read_text())
     values["hyperv_guest_vf_delay"] = 2
-    for rendered in render_host(values).values():
-        data = rendered.file_bytes() if rendered.block else rendered.content
-        redirect = ">>" if rendered.block else ">"
-        script = f'mkdir -p "$(dirname "$1")" && cat {redirect} "$1" && chmod "$2" "$1"'
-        guest.exec(["sh", "-c", script, "sh", rendered.path, format(rendered.mode, "o")],
-                   input=data, check=True)
+    install_rendered(guest, values, boot=False)
+
 
 FAKES = "/usr/local/fake/bin"
 RECORD = "/var/log/fake-commands"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hvbsd.render import render_host
 from hvbsd.sim.kernel import Kernel, State
+from hvbsd.sim.rendered import install_rendered
 
 pytestmark = pytest.mark.slow
 
@@ -28,21 +28,6 @@ LIBEXEC = "/usr/local/libexec/hvbsd"
 def example(name: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / "examples" / name).read_text())
 
-
-def install(guest: Any, variables: dict[str, Any], *, boot: bool = True) -> None:
-    """Write what hvbsd renders into the guest (the rc.conf block appended), then
-    boot the kernel's loader tunables, as the roles and a reboot would."""
-    for rendered in render_host(variables).values():
-        data = rendered.file_bytes() if rendered.block else rendered.content
-        redirect = ">>" if rendered.block else ">"
-        script = f'mkdir -p "$(dirname "$1")" && cat {redirect} "$1" && chmod "$2" "$1"'
-        guest.exec(
-            ["sh", "-c", script, "sh", rendered.path, format(rendered.mode, "o")],
-            input=data,
-            check=True,
-        )
-    if boot:
-        Kernel(guest.kernel_dir).boot(guest.path("/boot"))
 
 
 def sh(guest: Any, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -106,7 +91,7 @@ def interfaces_view(guest: Any) -> list[tuple[Any, ...]]:
 
 def test_vfup_with_dhcp_builds_failover_lagg_with_hn_first_and_moves_the_lease(sim_guests):
     guest = sim_guests("dhcp")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     sh(guest, "dhclient hn0")
     address = inet(guest, "hn0")
     assert address, "dhclient gave hn0 no lease"
@@ -130,7 +115,7 @@ def test_vfup_with_dhcp_builds_failover_lagg_with_hn_first_and_moves_the_lease(s
 
 def test_vfup_with_static_dual_stack_moves_ipv4_and_ipv6_to_the_lagg(sim_guests):
     guest = sim_guests("static")
-    install(guest, example("static-dual-stack.yml"))
+    install_rendered(guest, example("static-dual-stack.yml"))
     sh(guest, "ifconfig hn0 inet 192.0.2.10/24 && ifconfig hn0 inet6 -ifdisabled")
     sh(guest, "ifconfig hn0 inet6 2001:db8::10 prefixlen 64")
     attach_and_raise_vf(guest)
@@ -148,7 +133,7 @@ def test_vfup_with_static_dual_stack_moves_ipv4_and_ipv6_to_the_lagg(sim_guests)
 
 def test_per_interface_script_runs_instead_with_its_own_lagg_and_options(sim_guests):
     guest = sim_guests("own", nics=2)
-    install(guest, example("static-dual-stack.yml"))
+    install_rendered(guest, example("static-dual-stack.yml"))
     assert guest.path(f"{LIBEXEC}/hyperv_vfup.hn1").exists()
     assert not guest.path(f"{LIBEXEC}/hyperv_vfup.hn0").exists()
     sh(guest, "ifconfig hn1 inet 198.51.100.10/25")
@@ -166,7 +151,7 @@ def test_per_interface_script_runs_instead_with_its_own_lagg_and_options(sim_gue
 
 def test_vf_gone_before_the_script_runs_is_logged_and_left(sim_guests):
     guest = sim_guests("race")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     sh(guest, "dhclient hn0")
     attach_and_raise_vf(guest)
     kernel(guest).detach_vf("hn0")
@@ -181,7 +166,7 @@ def test_vf_gone_before_the_script_runs_is_logged_and_left(sim_guests):
 
 def test_returning_vf_is_only_re_added_to_the_existing_lagg(sim_guests):
     guest = sim_guests("readd")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     sh(guest, "dhclient hn0")
     address = inet(guest, "hn0")
     attach_and_raise_vf(guest)
@@ -202,7 +187,7 @@ def test_returning_vf_is_only_re_added_to_the_existing_lagg(sim_guests):
 
 def test_repeated_vf_up_changes_nothing(sim_guests):
     guest = sim_guests("repeat")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     sh(guest, "dhclient hn0")
     attach_and_raise_vf(guest)
     vfup(guest)
@@ -217,7 +202,7 @@ def test_repeated_vf_up_changes_nothing(sim_guests):
 
 def test_lagg_port_membership_is_by_exact_name(sim_guests):
     guest = sim_guests("exact", nics=1)
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     sh(guest, "dhclient hn0")
     attach_and_raise_vf(guest, "hn0", "mce10")
     vfup(guest)
@@ -231,7 +216,7 @@ def test_lagg_port_membership_is_by_exact_name(sim_guests):
 
 def test_foreign_lagg_of_the_same_name_is_never_touched(sim_guests):
     guest = sim_guests("foreign")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     sh(guest, "ifconfig epair create >/dev/null && ifconfig lagg0 create >/dev/null")
     sh(guest, "ifconfig lagg0 laggproto failover laggport epair0a 10.9.9.9/24")
     sh(guest, "dhclient hn0")
@@ -247,7 +232,7 @@ def test_foreign_lagg_of_the_same_name_is_never_touched(sim_guests):
 
 def test_old_kernel_without_hn_vf_sysctls_is_a_logged_no_op(sim_guests):
     guest = sim_guests("old")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     with kernel(guest).transaction() as snapshot:
         for name in ("dev.hn.0.vf", "dev.hn.0.rxvf", "hw.hn.vflist", "hw.hn.vf_transparent"):
             snapshot.sysctls.pop(name, None)
@@ -267,7 +252,7 @@ def test_transparent_kernel_makes_the_scripts_no_ops(sim_guests):
     # Deployed for lagg mode, but the loader tunable has not taken effect yet
     # (no reboot): hw.hn.vf_transparent is still 1.
     guest = sim_guests("xpnt")
-    install(guest, example("azure-lagg.yml"), boot=False)
+    install_rendered(guest, example("azure-lagg.yml"), boot=False)
     sh(guest, "dhclient hn0")
     attach_and_raise_vf(guest)
     before = interfaces_view(guest)
@@ -281,7 +266,7 @@ def test_transparent_kernel_makes_the_scripts_no_ops(sim_guests):
 
 def test_not_a_hyper_v_guest_is_a_no_op(sim_guests):
     guest = sim_guests("kvm")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     with kernel(guest).transaction() as snapshot:
         snapshot.sysctls["kern.vm_guest"].value = "kvm"
     attach_and_raise_vf(guest)
@@ -297,7 +282,7 @@ def test_not_a_hyper_v_guest_is_a_no_op(sim_guests):
 @pytest.mark.parametrize("script", ["hyperv_vfup", "hyperv_vfattach"])
 def test_hostile_interface_names_are_refused_with_nothing_changed(sim_guests, script, hostile):
     guest = sim_guests("hostile")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     # A canary `reboot` first on PATH records whether anything tried to run it.
     canary = "printf '#!/bin/sh\\ntouch /tmp/rebooted\\n' > /sbin/reboot"
     sh(guest, f"{canary} && chmod 755 /sbin/reboot")
@@ -317,7 +302,7 @@ def test_vfattach_brings_the_vf_up_after_the_delay_from_rc_conf_local(sim_guests
     guest = sim_guests("attach")
     variables = copy.deepcopy(example("azure-lagg.yml"))
     variables["hyperv_guest_vf_delay"] = 30
-    install(guest, variables)
+    install_rendered(guest, variables)
     # rc.conf.local wins over rc.conf: the script reads both through load_rc_config.
     sh(guest, "echo 'hyperv_vf_delay=2' > /etc/rc.conf.local")
     kernel(guest).attach_vf("hn0", "mce0")
@@ -337,7 +322,7 @@ def test_vfattach_brings_the_vf_up_after_the_delay_from_rc_conf_local(sim_guests
 
 def test_vfattach_ignores_interfaces_that_are_not_vfs(sim_guests):
     guest = sim_guests("notvf")
-    install(guest, example("azure-lagg.yml"))
+    install_rendered(guest, example("azure-lagg.yml"))
     sh(guest, "ifconfig epair create >/dev/null && ifconfig epair0a name vtnet1 >/dev/null")
     before = interfaces_view(guest)
 
