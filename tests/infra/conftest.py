@@ -22,6 +22,13 @@ import yaml
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--hvbsd-vars", metavar="FILE",
                      help="YAML file of the hvbsd variables the host was deployed with")
+    parser.addoption("--hvbsd-live", action="store_true",
+                     help="the host was deployed and rebooted (hvbsd lab provision does both):"
+                     " also check what runs (loader tunables, the VSS daemon) and play a"
+                     " backup and VF hot-plug through the simulated Hyper-V host")
+    parser.addoption("--hvbsd-timeline", metavar="DIR",
+                     help="write what each scenario did, when, as JSON files into DIR"
+                     " (hvbsd lab draws its timelines from them)")
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +57,20 @@ def unwanted_paths(rendered: dict) -> list[str]:
         output.path for output in manifest.outputs
         if not output.per_interface and not output.block and output.path not in rendered
     )
+
+
+@pytest.fixture
+def live(request: pytest.FixtureRequest) -> None:
+    """Checks of the running host: skipped unless --hvbsd-live says it was deployed and booted."""
+    if not request.config.getoption("--hvbsd-live"):
+        pytest.skip("checks of the running host: pass --hvbsd-live for a host deployed and"
+                    " rebooted (hvbsd lab does)")
+
+
+@pytest.fixture(scope="module")
+def hyperv(host, request: pytest.FixtureRequest):
+    """The simulated Hyper-V host of ``host``: hvbsd's simulator APIs for ``hvbsd-sim://``
+    guests, ``hvbsd-box`` on the target for any other host (see hvbsd.lab.hyperv)."""
+    from hvbsd.lab.hyperv import for_host
+
+    return for_host(host, request.config.getoption("--hvbsd-timeline"))

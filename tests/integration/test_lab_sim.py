@@ -1,0 +1,108 @@
+"""`hvbsd lab run` on the sim provider, end to end: real guests, the real deploy.yml,
+the checks of tests/infra, the report; and what happens when a check fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lab(env, cwd, *argv, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hvbsd", "lab", *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def lab_env(hvbsd_env, tmp_path):
+    from hvbsd.sim import namespace
+
+    reason = namespace.probe()
+    if reason is not None:
+        pytest.skip(f"simulated guests unavailable: {reason}")
+    env = dict(hvbsd_env, HVBSD_LAB_HOME=str(tmp_path / "lab"))
+    yield env
+    lab(env, tmp_path, "down", "--progress", "quiet")
+
+
+def nothing_left(lab_home: Path) -> None:
+    mounts = Path("/proc/mounts").read_text()
+    assert str(lab_home) not in mounts
+    holders = subprocess.run(["pgrep", "-f", str(lab_home)], capture_output=True, text=True,
+                             check=False)
+    assert holders.stdout.strip() == "", holders.stdout
+    assert not (lab_home / "sim").exists()
+
+
+def test_lab_run_two_guests_passes_and_writes_the_report(lab_env, tmp_path):
+    report = tmp_path / "report"
+    result = lab(lab_env, tmp_path, "run", "--guests", "2", "--report", str(report))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"report: {report / 'summary.html'}" in result.stdout
+    for guest in ("lab1", "lab2"):
+        suite = ET.parse(report / f"junit-{guest}.xml").getroot()
+        cases = list(suite.iter("testcase"))
+        assert len(cases) >= 15
+        assert not [c for c in cases if c.find("failure") is not None
+                    or c.find("error") is not None]
+        names = {c.get("name", "").split("[")[0] for c in cases}
+        assert {"test_backup_succeeds_and_blocks_writes_while_frozen",
+                "test_vf_attach_builds_a_failover_lagg_hn_first_vf_active_address_moved",
+                "test_vf_detach_keeps_the_address_on_the_lagg_via_hn",
+                "test_vf_reattach_adds_the_vf_to_the_same_lagg",
+                "test_migrate_replaces_the_vf_with_another_drivers_and_keeps_the_address",
+                "test_vss_daemon_reports_thawed"} <= names
+        svgs = sorted(p.name for p in (report / "timelines").glob(f"{guest}-*.svg"))
+        assert [s.split("-", 2)[2] for s in svgs] == [
+            "backup.svg", "vf-attach.svg", "vf-detach.svg", "vf-attach.svg", "migrate.svg"]
+        for svg in svgs:
+            ET.parse(report / "timelines" / svg)  # well-formed
+    summary = (report / "summary.md").read_text()
+    assert "**Result: PASSED**" in summary
+    for step in ("| create |", "| deploy |", "| reboot |", "| check |"):
+        assert step in summary
+    page = (report / "summary.html").read_text()
+    assert page.count("<svg") == 10 and "Result: PASSED" in page
+    # run takes the guests down: nothing left running or mounted
+    nothing_left(tmp_path / "lab")
+
+
+def test_a_failing_check_fails_the_run_and_the_report_names_it(lab_env, tmp_path):
+    report = tmp_path / "report"
+    up = lab(lab_env, tmp_path, "up", "--guests", "t1", "--progress", "quiet")
+    assert up.returncode == 0, up.stderr
+    provision = lab(lab_env, tmp_path, "provision", "--progress", "quiet")
+    assert provision.returncode == 0, provision.stderr
+    state = json.loads((tmp_path / "lab" / "lab.json").read_text())
+    assert [t["name"] for t in state["targets"]] == ["t1"]
+    from hvbsd.sim.guest import Guest
+
+    guest = Guest("t1", tmp_path / "lab" / "sim")
+    guest.exec(["sh", "-c", "echo '# tampered' >> /usr/local/etc/devd/hvbsd.conf"], check=True)
+
+    result = lab(lab_env, tmp_path, "check", "--report", str(report), "--progress", "quiet")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "CHECKS FAILED" in result.stdout
+    summary = (report / "summary.md").read_text()
+    assert "**Result: FAILED**" in summary
+    assert "`test_deployed_files::test_every_rendered_file_is_in_place_byte_for_byte`" in summary
+    assert "hvbsd.conf: content differs from hvbsd render" in summary
+    assert "test_every_rendered_file_is_in_place_byte_for_byte" in (
+        report / "summary.html").read_text()
+
+    status = lab(lab_env, tmp_path, "status")
+    assert "t1: running" in status.stdout
+    down = lab(lab_env, tmp_path, "down", "--progress", "quiet")
+    assert down.returncode == 0, down.stderr
+    assert "no guests" in lab(lab_env, tmp_path, "status").stdout
+    nothing_left(tmp_path / "lab")
