@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hvbsd.lab.providers import Progress, ProviderError, Target
 
 REPO = Path(__file__).resolve().parents[3]
@@ -34,17 +32,12 @@ _HN = re.compile(r"hn(\d+)\Z")
 
 def load_variables(path: Path) -> dict[str, Any]:
     """The variables of a vars file; a ProviderError says what is wrong with it."""
+    from hvbsd.render.cli import load_vars_file
+
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ProviderError(f"vars file {path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise ProviderError(f"vars file {path}: not YAML: {error}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ProviderError(f"vars file {path}: must be a mapping of variables")
-    return loaded
+        return load_vars_file(str(path))
+    except ValueError as error:
+        raise ProviderError(f"vars file {error}") from None
 
 
 def hn_interfaces(variables: dict[str, Any]) -> list[str]:

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _load_vars_file(path: str) -> dict[str, Any]:
+def load_vars_file(path: str) -> dict[str, Any]:
+    """The variables of one host's YAML file; ValueError names the file and what is wrong."""
     import yaml
 
     try:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     try:
         if args.vars:
-            hosts = {"": _load_vars_file(args.vars)}
+            hosts = {"": load_vars_file(args.vars)}
         else:
             from hvbsd.render.inventory import inventory_hosts
 
