@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import select
+import subprocess
+import sys
 import time
 from typing import Any, Optional
 
@@ -198,3 +200,16 @@ def test_stopping_the_guest_stops_its_host(sim_guests):
 
     assert namespace.process_starttime(pid) is None
     assert not (guest.state_dir / "dev" / "hv_fsvss_dev").exists()
+
+
+@pytest.mark.parametrize(("value", "complaint"), [
+    ("soon", "--host-timeout: 'soon' is not a number of seconds"),
+    ("0", "--host-timeout: '0' must be more than 0 and at most 3600"),
+    ("4000", "--host-timeout: '4000' must be more than 0 and at most 3600"),
+])
+def test_backup_refuses_a_bad_host_timeout_before_touching_the_guest(value, complaint):
+    result = subprocess.run(
+        [sys.executable, "-m", "hvbsd", "sim", "backup", "no-such-guest", "--host-timeout", value],
+        capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert complaint in result.stderr

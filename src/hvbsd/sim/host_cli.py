@@ -7,6 +7,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Callable
 
+from hvbsd.vss.options import seconds_up_to
+
 if TYPE_CHECKING:
     from hvbsd.sim.guest import Guest
 
@@ -25,14 +27,7 @@ exit status: 0 the host would call the backup application-consistent,
 """
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 and at most 3600")
-    return value
+_seconds = seconds_up_to(3600)
 
 
 def _guarded(verb: str, function: Callable[[argparse.Namespace], int]

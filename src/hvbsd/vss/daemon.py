@@ -33,6 +33,7 @@ from hvbsd.vss.channel import (
 )
 from hvbsd.vss.hooks import HookDirError, Hooks
 from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink
+from hvbsd.vss.options import seconds_up_to
 from hvbsd.vss.platform import FreeBSDPlatform, Platform, PlatformError, SimPlatform
 from hvbsd.vss.policy import CHOICES, SCOPE_APP, SCOPE_FS, Policy, Settings
 from hvbsd.vss.protocol import Message, Op, Status
@@ -55,14 +56,7 @@ STATUS_FROZEN = 1
 STATUS_UNKNOWN = 2
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 and at most 86400")
-    return value
+_seconds = seconds_up_to(86400)
 
 
 def _glob(text: str) -> str:

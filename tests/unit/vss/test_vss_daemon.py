@@ -265,6 +265,8 @@ def test_missing_device_exits_71_naming_the_path(lab, fs_factory, daemons):
 @pytest.mark.parametrize(("args", "complaint"), [
     (["--freeze-timeout", "0"], "--freeze-timeout: '0' must be more than 0"),
     (["--hook-timeout", "soon"], "--hook-timeout: 'soon' is not a number"),
+    (["--freeze-timeout", "90000"],
+     "--freeze-timeout: '90000' must be more than 0 and at most 86400"),
     (["--zfs", "maybe"], "--zfs: invalid choice: 'maybe'"),
     (["--exclude", "var"], "--exclude: 'var' never matches a mount point"),
 ])
