@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,10 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from hvbsd.vss import protocol  # noqa: E402
 from hvbsd.vss.mounts import Mount  # noqa: E402
 from hvbsd.vss.protocol import Op, Status  # noqa: E402
-from hvbsd.vss.simwire import LineSocket, SimFsServer  # noqa: E402
+from hvbsd.vss.simwire import DeviceKernelSide, LineSocket, SimFsServer  # noqa: E402
 
 MOUNTS = [
     Mount((1, 1), "ufs", "/", "/dev/da0p2"),
@@ -62,19 +60,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def request(client: socket.socket, op: int, msgid: int) -> float:
-    frame = protocol.encode(op, 0, msgid)
+def request(kernel: DeviceKernelSide, op: int) -> float:
+    """One request through the simulated device (POLLIN, read, write); seconds taken."""
     started = time.perf_counter()
-    client.sendall(frame)
-    data = b""
-    while len(data) < protocol.MESSAGE_SIZE:
-        chunk = client.recv(protocol.MESSAGE_SIZE - len(data))
-        if not chunk:
-            raise RuntimeError("the daemon closed the channel")
-        data += chunk
+    answer = kernel.request(op, timeout=10)
     elapsed = time.perf_counter() - started
-    answer = protocol.decode(data)
-    if answer.msgid != msgid or answer.status != Status.SUCCESS:
+    if answer.status != Status.SUCCESS:
         raise RuntimeError(f"unexpected answer to {Op(op).name}: {answer}")
     return elapsed
 
@@ -130,9 +121,7 @@ def main() -> int:
         [sys.executable, __file__, "--serve-fs", fs_path],
         env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), stdin=subprocess.PIPE)
     wait_for_socket(fs_path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(kernel_path)
-    listener.listen(1)
+    kernel = DeviceKernelSide(kernel_path)
     daemon = subprocess.Popen(
         [sys.executable, "-m", "hvbsd.vss", "-n", "--device", kernel_path,
          "--sim-platform", fs_path, "--hooks-dir", str(work / "hooks"),
@@ -140,16 +129,11 @@ def main() -> int:
          "--log-file", str(work / "messages")],
         env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), stdin=subprocess.DEVNULL)
     try:
-        listener.settimeout(10)
-        client, _ = listener.accept()
-        client.sendall(protocol.handshake(busy=False))
-        client.settimeout(10)
+        kernel.wait_connected(10)
         timings: dict[int, list[float]] = {Op.CHECK: [], Op.FREEZE: [], Op.THAW: []}
-        msgid = 0
         for _ in range(cycles):
             for op in (Op.CHECK, Op.FREEZE, Op.THAW):
-                msgid += 1
-                timings[op].append(request(client, op, msgid))
+                timings[op].append(request(kernel, op))
         if suspended_now(fs_path):
             raise RuntimeError("filesystems left suspended after the last THAW")
         print(f"hvbsd_vssd round trip over {cycles} CHECK/FREEZE/THAW cycles"
@@ -175,7 +159,7 @@ def main() -> int:
                     ("RSS", rss < TARGET_RSS_MB, f"{rss:.1f} MB", f"< {TARGET_RSS_MB} MB")]
         for name, ok, value, target in verdicts:
             print(f"{'PASS' if ok else 'MISS'} {name}: {value} (target {target})")
-        client.close()
+        kernel.close_client()
         return 0 if all(ok for _, ok, _, _ in verdicts) else 1
     finally:
         if daemon.poll() is None:
@@ -184,7 +168,7 @@ def main() -> int:
                 daemon.wait(5)
             except subprocess.TimeoutExpired:
                 daemon.kill()
-        listener.close()
+        kernel.close()
         server.terminate()
         server.wait(5)
         for child in work.rglob("*"):

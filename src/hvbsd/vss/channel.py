@@ -6,21 +6,18 @@ channel ``/dev/hv_appvss_dev``) opened read-write. The driver allows one opener
 device has no kqueue filter, so it is polled), hands the request out through
 ``IOCHVVSSREAD`` and takes the answer through ``IOCHVVSSWRITE``.
 
-``SocketChannel`` carries the same 64-byte frames over a UNIX stream socket
-that the simulated kernel listens on at the device path. The protocol:
-
-1. The daemon connects. This stands for open(2).
-2. The kernel side sends one frame with op NONE: status 0 means "you are
-   registered", status 1 means "busy, another opener holds the device"
-   (EBUSY from open) and the kernel side then closes the connection.
-3. From then on the kernel side sends request frames (op CHECK, FREEZE or
-   THAW, a msgid) and the daemon answers each with one frame carrying the
-   same op and msgid and status 0 or 1 (the IOCHVVSSWRITE equivalent).
-4. Either side closing the connection is close(2) of the device.
-
-Frames are read from a byte stream, so a frame may arrive in pieces; a
-fragment that is not completed within ``SHORT_FRAME_SECONDS`` is reported as
-a short frame and dropped.
+``SocketChannel`` is the simulator's device: a UNIX ``SOCK_SEQPACKET``
+socket at the device path, carrying records that each hold one whole
+64-byte message (the wire is described in :mod:`hvbsd.vss.simwire`).
+Connecting stands for open(2) and the first record says whether the opener
+is registered or got EBUSY. Afterwards the kernel side rings POLLIN when a
+request waits, ``receive`` then does the read ioctl (one record out, one
+back: the request, or status 1 and msgid 0 when nothing waits any more) and
+``send`` does the write ioctl. A record is delivered whole or not at all, so
+the two sides cannot fall out of step; a record the kernel side should never
+send (wrong size or kind) is handed over as a ``ShortFrame`` for the daemon to
+report. Every write waits at most ``WRITE_SECONDS``: a kernel side that stops
+reading raises ChannelError and never holds up the caller.
 """
 
 from __future__ import annotations
@@ -36,14 +33,23 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
-from hvbsd.vss import protocol
+from hvbsd.vss import protocol, simwire
 from hvbsd.vss.protocol import MESSAGE_SIZE, Message
 
 FS_DEVICE = "/dev/hv_fsvss_dev"
 APP_DEVICE = "/dev/hv_appvss_dev"
 
 HANDSHAKE_SECONDS = 5.0
-SHORT_FRAME_SECONDS = 1.0
+#: how long one write to the simulated device may wait for room
+WRITE_SECONDS = 2.0
+#: how long ``receive`` waits for the result of its read ioctl
+READ_SECONDS = 1.0
+#: when a read ioctl could not go out, how soon to try again
+RETRY_SECONDS = 0.5
+#: records ``receive`` takes at once (the rest wake poll again)
+MAX_RECORDS_PER_RECEIVE = 64
+#: the bytes of a malformed record that are kept for the daemon's report
+MAX_SHORT_FRAME = 256
 
 READ_EVENTS = select.POLLIN | select.POLLPRI
 HANGUP_EVENTS = select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -105,8 +111,8 @@ class Channel(abc.ABC):
         """Monotonic time at which ``expire`` has something to report, if any."""
         return None
 
-    def expire(self, now: float) -> List[ShortFrame]:
-        """Short frames whose time ran out by ``now``."""
+    def expire(self, now: float) -> List[Received]:
+        """What is due by ``now`` (``deadline``) without the descriptor turning readable."""
         return []
 
     def __repr__(self) -> str:
@@ -151,42 +157,48 @@ class DeviceChannel(Channel):
 
 
 class SocketChannel(Channel):
-    """The simulator's kernel: 64-byte frames over a UNIX stream socket."""
+    """The simulator's device: one message per SOCK_SEQPACKET record."""
 
     def __init__(self, path: str, role: str,
-                 handshake_seconds: float = HANDSHAKE_SECONDS) -> None:
+                 handshake_seconds: float = HANDSHAKE_SECONDS,
+                 write_seconds: float = WRITE_SECONDS) -> None:
         super().__init__(path, role)
-        self._pending = b""
-        self._pending_since = 0.0
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.write_seconds = write_seconds
+        self._doorbells = 0  # POLLIN records not yet followed by a read
+        self._reading = False  # a read ioctl went out, its result has not come back
+        self._retry_at: Optional[float] = None
+        sock = simwire.device_socket()
         try:
             sock.settimeout(handshake_seconds)
             sock.connect(path)
-            first = _recv_exactly(sock, MESSAGE_SIZE)
+            first = sock.recv(simwire.DEVICE_RECORD_SIZE + 1)
         except socket.timeout:
             sock.close()
             raise ChannelError(f"{path}: no handshake from the kernel side within"
                                f" {handshake_seconds:g} s") from None
         except OSError as exc:
             sock.close()
+            if exc.errno == errno.EPROTOTYPE:
+                raise ChannelError(f"{path}: not a simulated VSS device (a socket of"
+                                   " another type)") from None
             raise ChannelError(f"{path}: cannot connect: {exc.strerror}") from None
-        if len(first) < MESSAGE_SIZE:
+        if not first:
             sock.close()
             raise ChannelError(f"{path}: the kernel side closed the connection"
                                " before its handshake")
-        message = protocol.decode(first)
-        if message.op != protocol.Op.NONE:
+        decoded = simwire.decode_record(first)
+        if decoded is None or decoded[0] != simwire.KIND_OPEN:
             sock.close()
-            raise ChannelError(f"{path}: handshake frame has {message.op_name},"
-                               " expected op NONE")
-        if message.status == protocol.HANDSHAKE_BUSY:
+            raise ChannelError(f"{path}: the kernel side's first record"
+                               f" ({len(first)} bytes) is not the result of open")
+        status = decoded[1].status
+        if status == errno.EBUSY:
             sock.close()
             raise ChannelBusy(f"{path}: device busy: another VSS daemon already"
                               " has it open")
-        if message.status != protocol.HANDSHAKE_REGISTERED:
+        if status != 0:
             sock.close()
-            raise ChannelError(f"{path}: handshake status {message.status} is"
-                               " neither registered (0) nor busy (1)")
+            raise ChannelError(f"{path}: open failed with status {status}")
         sock.setblocking(False)
         self._sock: Optional[socket.socket] = sock
 
@@ -196,32 +208,25 @@ class SocketChannel(Channel):
     def receive(self) -> List[Received]:
         if self._sock is None:
             raise ChannelClosed(f"{self.path}: channel is closed")
-        closed = False
-        chunks = []
-        while True:
-            try:
-                chunk = self._sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
+        received: List[Received] = []
+        closed = self._drain(received)
+        # the read ioctl for each POLLIN; its result usually follows at once
+        budget = time.monotonic() + READ_SECONDS
+        while not closed and self._doorbells and not self._reading:
+            if not self._ask_to_read():
                 break
-            except OSError:
-                closed = True
+            while self._reading and not closed:
+                left = budget - time.monotonic()
+                if left <= 0:
+                    break  # the result wakes poll when it comes
+                readable, _, _ = select.select([self._sock], [], [], left)
+                if not readable:
+                    break
+                closed = self._drain(received)
+            if self._reading:
                 break
-            if not chunk:
-                closed = True
-                break
-            chunks.append(chunk)
-        data = self._pending + b"".join(chunks)
-        whole = len(data) - len(data) % MESSAGE_SIZE
-        received: List[Received] = [protocol.decode(data[offset:offset + MESSAGE_SIZE])
-                                    for offset in range(0, whole, MESSAGE_SIZE)]
-        rest = data[whole:]
-        if rest and rest != self._pending:
-            self._pending_since = time.monotonic()
-        self._pending = rest
         if closed:
-            if self._pending:
-                received.append(ShortFrame(self._pending))
-                self._pending = b""
+            assert self._sock is not None
             self._sock.close()
             self._sock = None
             if received:
@@ -230,49 +235,89 @@ class SocketChannel(Channel):
             raise ChannelClosed(f"{self.path}: the kernel side closed the channel")
         return received
 
+    def _drain(self, received: List[Received]) -> bool:
+        """Take every record that is ready; True once the kernel side is gone."""
+        assert self._sock is not None
+        for _ in range(MAX_RECORDS_PER_RECEIVE):
+            try:
+                record = self._sock.recv(simwire.DEVICE_RECORD_SIZE + 1)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                return True
+            if not record:
+                return True
+            decoded = simwire.decode_record(record)
+            if decoded is None:
+                received.append(ShortFrame(record[:MAX_SHORT_FRAME]))
+            elif decoded[0] == simwire.KIND_POLLIN:
+                self._doorbells += 1
+            elif decoded[0] == simwire.KIND_READ and self._reading:
+                self._reading = False
+                received.append(decoded[1])
+            else:
+                received.append(ShortFrame(record[:MAX_SHORT_FRAME]))
+        return False
+
+    def _ask_to_read(self) -> bool:
+        """Send the read ioctl; False (retried later) when it cannot go out in time."""
+        try:
+            self._write(simwire.encode_record(simwire.KIND_READ))
+        except ChannelError:
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            return False
+        self._doorbells -= 1
+        self._reading = True
+        self._retry_at = None
+        return True
+
     @property
     def closed(self) -> bool:
         return self._sock is None
 
     def deadline(self) -> Optional[float]:
-        if not self._pending:
+        if self._sock is None or not self._doorbells or self._reading:
             return None
-        return self._pending_since + SHORT_FRAME_SECONDS
+        return self._retry_at if self._retry_at is not None else time.monotonic()
 
-    def expire(self, now: float) -> List[ShortFrame]:
-        if self._pending and now >= self._pending_since + SHORT_FRAME_SECONDS:
-            fragment, self._pending = self._pending, b""
-            return [ShortFrame(fragment)]
-        return []
+    def expire(self, now: float) -> List[Received]:
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return []
+        try:
+            return self.receive()
+        except ChannelClosed:
+            return []
 
     def send(self, frame: bytes) -> None:
+        if len(frame) != MESSAGE_SIZE:
+            raise ChannelError(f"{self.path}: an answer is {MESSAGE_SIZE} bytes,"
+                               f" not {len(frame)}")
+        self._write(simwire.encode_record(simwire.KIND_WRITE, frame))
+
+    def _write(self, record: bytes) -> None:
+        """One whole record, or ChannelError within ``write_seconds``."""
         if self._sock is None:
             raise ChannelClosed(f"{self.path}: the kernel side closed the channel")
-        view = memoryview(frame)
-        while view:
+        deadline = time.monotonic() + self.write_seconds
+        while True:
             try:
-                sent = self._sock.send(view)
+                self._sock.send(record)
+                return
             except (BlockingIOError, InterruptedError):
-                select.select([], [self._sock], [], 1.0)
-                continue
+                pass
             except OSError as exc:
-                raise ChannelClosed(f"{self.path}: cannot answer: {exc.strerror}") from None
-            view = view[sent:]
+                raise ChannelClosed(f"{self.path}: cannot write: {exc.strerror}") from None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChannelError(f"{self.path}: the kernel side took nothing for"
+                                   f" {self.write_seconds:g} s: answer not delivered")
+            select.select([], [self._sock], [], left)
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def open_channel(path: str, role: str) -> Channel:

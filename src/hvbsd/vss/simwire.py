@@ -28,19 +28,41 @@ errno name the kernel would have returned:
 Like a descriptor of ``/dev/ufssuspend``, one connection holds at most one
 suspension, and the suspension lasts until ``resume`` on that connection or
 until the connection closes (the daemon exiting or being killed included).
+
+The simulated VSS devices (``/dev/hv_fsvss_dev``, ``/dev/hv_appvss_dev``)
+have their own wire, defined here too (the daemon's ``SocketChannel`` and the
+simulated driver both use it). A device is a UNIX ``SOCK_SEQPACKET`` socket:
+each record is delivered whole or not at all, so a fragment cannot exist and
+the two sides cannot fall out of step. Every record is ``DEVICE_RECORD_SIZE``
+bytes: a u32 kind (little-endian) and one whole 64-byte ``hv_vss_opt_msg``,
+as each ioctl moves one whole message::
+
+    driver -> opener  KIND_OPEN     open(2)'s result: status 0, or EBUSY
+    driver -> opener  KIND_POLLIN   a request waits in this device's queue
+    opener -> driver  IOCHVVSSREAD  the read ioctl (the message part is ignored)
+    driver -> opener  IOCHVVSSREAD  what the ioctl copied out: the request, or
+                                    status 1 and msgid 0 when nothing waits
+    opener -> driver  IOCHVVSSWRITE the answer; nothing comes back (the ioctl
+                                    returns 0 whether or not it was wanted)
+
+Connecting is open(2), closing the connection is the last close(2).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno as errno_module
 import json
 import os
 import selectors
 import socket
 import stat
+import struct
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
+from hvbsd.vss import protocol
 from hvbsd.vss.mounts import Fsid, Mount
+from hvbsd.vss.protocol import MESSAGE_SIZE, Message
 
 MAX_LINE = 1 << 20
 
@@ -50,6 +72,165 @@ ChangeCallback = Callable[[Fsid, bool], None]
 
 class WireError(ValueError):
     """A request or reply that does not follow the wire format."""
+
+
+# -- the simulated VSS devices --------------------------------------------------------
+
+DEVICE_SOCKET_TYPE = socket.SOCK_SEQPACKET
+DEVICE_RECORD_SIZE = 4 + MESSAGE_SIZE
+KIND_OPEN = 1
+KIND_POLLIN = 2
+KIND_READ = protocol.IOCHVVSSREAD
+KIND_WRITE = protocol.IOCHVVSSWRITE
+DEVICE_KINDS = {KIND_OPEN: "OPEN", KIND_POLLIN: "POLLIN", KIND_READ: "IOCHVVSSREAD",
+                KIND_WRITE: "IOCHVVSSWRITE"}
+_KIND = struct.Struct("<I")
+_EMPTY_MESSAGE = bytes(MESSAGE_SIZE)
+
+
+def encode_record(kind: int, message: bytes = _EMPTY_MESSAGE) -> bytes:
+    """One device record: ``kind`` and a whole 64-byte message."""
+    if kind not in DEVICE_KINDS or len(message) != MESSAGE_SIZE:
+        raise WireError(f"no device record of kind {kind:#x} with {len(message)} bytes")
+    return _KIND.pack(kind) + bytes(message)
+
+
+def decode_record(record: bytes) -> Optional[Tuple[int, Message]]:
+    """``(kind, message)`` of one device record; None when it is not one."""
+    if len(record) != DEVICE_RECORD_SIZE:
+        return None
+    kind = int(_KIND.unpack_from(record)[0])
+    if kind not in DEVICE_KINDS:
+        return None
+    return kind, protocol.decode(record[4:])
+
+
+def open_record(errno_value: int) -> bytes:
+    """The driver's answer to a connection: 0 (the opener is registered) or EBUSY."""
+    return encode_record(KIND_OPEN, protocol.encode(protocol.Op.NONE, errno_value, 0))
+
+
+def device_socket() -> socket.socket:
+    return socket.socket(socket.AF_UNIX, DEVICE_SOCKET_TYPE)
+
+
+class DeviceKernelSide:
+    """A minimal kernel side of one simulated device, for tests and benchmarks.
+
+    It accepts connections on ``path`` (the first opener is registered, later
+    ones get EBUSY while it is connected) and plays requests one at a time:
+    ``request(op)`` rings POLLIN, hands the request out on the opener's read
+    and returns the answer it writes. ``send_raw`` puts any bytes on the wire
+    as one record, to see how the opener copes with a record the driver never
+    sends. Blocking; one thread drives requests, a second one accepts.
+    """
+
+    def __init__(self, path: str) -> None:
+        import threading
+
+        self.path = path
+        self.listener = device_socket()
+        self.listener.bind(path)
+        self.listener.listen(8)
+        self.client: Optional[socket.socket] = None
+        self.connected = threading.Event()
+        self.busy_refusals = 0
+        self.msgid = 1000
+        self.pending: Optional[bytes] = None
+        self.empty_reads = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.client is not None and not _peer_gone(self.client):
+                with contextlib.suppress(OSError):
+                    sock.send(open_record(errno_module.EBUSY))
+                sock.close()
+                self.busy_refusals += 1
+                continue
+            sock.send(open_record(0))
+            self.client = sock
+            self.connected.set()
+
+    def wait_connected(self, timeout: float = 8.0) -> None:
+        assert self.connected.wait(timeout), "the daemon never opened the device"
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.client is not None
+        self.client.send(data)
+
+    def post(self, op: int, status: int = 0, msgid: Optional[int] = None) -> int:
+        """Queue one request and ring POLLIN; its msgid."""
+        assert self.client is not None
+        if msgid is None:
+            self.msgid += 1
+            msgid = self.msgid
+        self.pending = protocol.encode(op, status, msgid)
+        self.client.send(encode_record(KIND_POLLIN))
+        return msgid
+
+    def read_frame(self, timeout: float = 8.0) -> Optional[Message]:
+        """The opener's next answer (serving its reads meanwhile); None once it closed."""
+        assert self.client is not None
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self.client.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                record = self.client.recv(DEVICE_RECORD_SIZE + 1)
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            if not record:
+                return None
+            decoded = decode_record(record)
+            if decoded is None:
+                raise WireError(f"the opener sent a record of {len(record)} bytes")
+            kind, message = decoded
+            if kind == KIND_READ:
+                if self.pending is None:
+                    self.empty_reads += 1
+                reply = self.pending or protocol.encode(protocol.Op.NONE, 1, 0)
+                self.pending = None
+                self.client.send(encode_record(KIND_READ, reply))
+            elif kind == KIND_WRITE:
+                return message
+            else:
+                raise WireError(f"the opener sent a record of kind {kind:#x}")
+
+    def request(self, op: int, status: int = 0, timeout: float = 8.0) -> Message:
+        msgid = self.post(op, status)
+        answer = self.read_frame(timeout)
+        assert answer is not None, f"the daemon closed the channel instead of answering op {op}"
+        assert answer.msgid == msgid and answer.op == op, answer
+        return answer
+
+    def close_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self.listener.close()
+        if self.client is not None:
+            self.client.close()
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def mount_to_wire(mount: Mount) -> Dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,9 +23,8 @@ from typing import Optional
 
 import pytest
 
-from hvbsd.vss import protocol
 from hvbsd.vss.mounts import Mount
-from hvbsd.vss.simwire import SimFsServer
+from hvbsd.vss.simwire import DeviceKernelSide, SimFsServer
 
 ROOT = Path(__file__).resolve().parents[3]
 SRC = ROOT / "src"
@@ -54,86 +52,8 @@ TABLES = {
 }
 
 
-class FakeKernel:
-    """The kernel side of the socket channel, one registered opener at a time."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(8)
-        self.client: Optional[socket.socket] = None
-        self.connected = threading.Event()
-        self.busy_refusals = 0
-        self._msgid = 1000
-        self._stop = False
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
-
-    def _accept_loop(self) -> None:
-        while not self._stop:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.client is not None and not _peer_gone(self.client):
-                sock.sendall(protocol.handshake(busy=True))
-                sock.close()
-                self.busy_refusals += 1
-                continue
-            sock.sendall(protocol.handshake(busy=False))
-            self.client = sock
-            self.connected.set()
-
-    def wait_connected(self, timeout: float = 8.0) -> None:
-        assert self.connected.wait(timeout), "the daemon never opened the device"
-
-    def send_raw(self, data: bytes) -> None:
-        assert self.client is not None
-        self.client.sendall(data)
-
-    def read_frame(self, timeout: float = 8.0) -> Optional[protocol.Message]:
-        """The daemon's next answer, or None if the daemon closed the channel."""
-        assert self.client is not None
-        self.client.settimeout(timeout)
-        data = b""
-        while len(data) < protocol.MESSAGE_SIZE:
-            chunk = self.client.recv(protocol.MESSAGE_SIZE - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return protocol.decode(data)
-
-    def request(self, op: int, status: int = 0, timeout: float = 8.0) -> protocol.Message:
-        self._msgid += 1
-        self.send_raw(protocol.encode(op, status, self._msgid))
-        answer = self.read_frame(timeout)
-        assert answer is not None, f"the daemon closed the channel instead of answering op {op}"
-        assert answer.msgid == self._msgid and answer.op == op, answer
-        return answer
-
-    def close_client(self) -> None:
-        if self.client is not None:
-            self.client.close()
-
-    def close(self) -> None:
-        self._stop = True
-        self.listener.close()
-        if self.client is not None:
-            self.client.close()
-
-
-def _peer_gone(sock: socket.socket) -> bool:
-    try:
-        sock.setblocking(False)
-        try:
-            return sock.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:
-            return False
-        finally:
-            sock.setblocking(True)
-    except OSError:
-        return True
+class FakeKernel(DeviceKernelSide):
+    """The kernel side of the simulated device, one registered opener at a time."""
 
 
 class FsService:
