@@ -2,13 +2,12 @@
 
 The manifest (templates/manifest.yml) says which files exist; the roles'
 defaults and argument specs say which variables exist. Validation is
-ansible-core's own argument-spec validator plus the checks in the roles'
-``hvbsd_checks`` filter plugin, loaded from its file so there is one copy.
+the roles' ``hvbsd_checks`` filter plugin, loaded from its file so there is
+one copy, driven by the roles' argument specs.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib.util
 import os
@@ -134,7 +133,8 @@ def argument_specs() -> dict[str, dict[str, Any]]:
 
 
 @cache
-def _checks_module() -> ModuleType:
+def checks_module() -> ModuleType:
+    """The roles' check module (problems, host_name_problem, the grammars)."""
     spec = importlib.util.spec_from_file_location("hvbsd_role_checks", CHECKS_FILE)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {CHECKS_FILE}")
@@ -145,135 +145,21 @@ def _checks_module() -> ModuleType:
 
 def extra_checks() -> Callable[[Mapping[str, Any]], list[str]]:
     """The roles' ``hvbsd_problems`` filter function."""
-    check: Callable[[Mapping[str, Any]], list[str]] = _checks_module().problems
+    check: Callable[[Mapping[str, Any]], list[str]] = checks_module().problems
     return check
 
 
-# -- validation with ansible-core's argument-spec validator -------------------
-
-
-def _shallow_spec(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec of one level: sub-options are validated separately, with their path."""
-    shallow = {}
-    for name, option in options.items():
-        entry = {k: v for k, v in option.items() if k not in ("options", "description")}
-        shallow[name] = entry
-    return shallow
-
-
-@cache
-def _validator(role: str, path: tuple[str, ...]) -> Any:
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
-    options = argument_specs()[role]
-    for name in path:
-        options = options[name]["options"]
-    return ArgumentSpecValidator(_shallow_spec(options))
-
-
-# Spec keys the fast path understands; a spec using any other key always goes
-# through ansible-core's validator.
-_FAST_KEYS = frozenset({"type", "elements", "choices", "required", "default", "options",
-                        "description"})
-_EXACT_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "bool": (bool,),
-                                             "list": (list,), "dict": (dict,)}
-
-
-def _plainly_valid(options: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
-    """True when params already have exactly the spec's types, choices and keys.
-
-    Such values are ones ansible-core's validator accepts unchanged, so it can
-    be skipped for them; anything else (conversions, errors) goes through it.
-    """
-    for key in params:
-        if key not in options:
-            return False
-    for name, option in options.items():
-        if not _FAST_KEYS.issuperset(option):
-            return False
-        if name not in params or params[name] is None:
-            if option.get("required"):
-                return False
-            continue
-        if not _plain_value(option, params[name], option.get("type", "str")):
-            return False
-    return True
-
-
-def _plain_value(option: Mapping[str, Any], value: Any, type_name: str) -> bool:
-    exact = _EXACT_TYPES.get(type_name)
-    if exact is None or not isinstance(value, exact):
-        return False
-    if type_name == "int" and isinstance(value, bool):
-        return False
-    if "choices" in option and value not in option["choices"]:
-        return False
-    if type_name == "list":
-        elements = option.get("elements")
-        if elements is None:
-            return False
-        element_option = {k: v for k, v in option.items() if k != "choices"}
-        return all(_element_ok(element_option, item, elements) for item in value)
-    if type_name == "dict" and "options" in option:
-        return _plainly_valid(option["options"], value)
-    return True
-
-
-def _element_ok(option: Mapping[str, Any], item: Any, elements: str) -> bool:
-    if elements == "dict" and "options" in option:
-        return isinstance(item, dict) and _plainly_valid(option["options"], item)
-    return _plain_value({}, item, elements)
-
-
-def _spec_problems(role: str, spec_path: tuple[str, ...], options: Mapping[str, Any],
-                   params: Mapping[str, Any], where: str) -> list[str]:
-    from ansible.module_utils.errors import UnsupportedError
-
-    if _plainly_valid(options, params):
-        return []
-    result = _validator(role, spec_path).validate(copy.copy(dict(params)))
-    found = []
-    for error in result.errors:
-        message = str(error.args[0] if error.args else error)
-        if isinstance(error, UnsupportedError):
-            unknown = sorted(set(params) - set(options))
-            for key in unknown:
-                found.append(f"{where}{'.' if where else ''}{key}: unknown key; expected one of "
-                             + ", ".join(sorted(options)))
-            continue
-        if where:
-            found.append(f"{where}: {message}")
-        else:
-            named = [name for name in options if f"'{name}'" in message or f" {name} " in message]
-            found.append(f"{named[0]}: {message}" if named else f"{role}: {message}")
-    for name, option in options.items():
-        if "options" not in option or params.get(name) is None:
-            continue
-        value = params[name]
-        sub = option["options"]
-        child = f"{where}.{name}" if where else name
-        if option.get("type") == "dict" and isinstance(value, Mapping):
-            found.extend(_spec_problems(role, (*spec_path, name), sub, value, child))
-        elif option.get("type") == "list" and isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    found.extend(_spec_problems(role, (*spec_path, name), sub, item,
-                                                f"{child}[{index}]"))
-    return found
+# -- validation ------------------------------------------------------------------
 
 
 def validate(variables: Mapping[str, Any]) -> list[str]:
     """Every problem in a host's variables (defaults applied), each naming its path.
 
-    ``variables`` may hold any other variables too; only hvbsd's are checked.
+    ``variables`` may hold any other variables too; only hvbsd's are checked,
+    by the roles' own check (exact types, bounds, grammars), never after a
+    conversion.
     """
-    merged = {**role_defaults(), **variables}
-    found: list[str] = []
-    for role, options in argument_specs().items():
-        params = {name: merged[name] for name in options if name in merged}
-        found.extend(_spec_problems(role, (), options, params, ""))
-    found.extend(extra_checks()(merged))
-    return found
+    return extra_checks()({**role_defaults(), **variables})
 
 
 # -- rendering ------------------------------------------------------------------
