@@ -33,7 +33,13 @@ from typing import Callable, Iterator, Optional, Union
 
 from hvbsd.devd.event import Event
 from hvbsd.devd.expand import expand
-from hvbsd.devd.posix_regex import PosixRegexError, translate
+from hvbsd.devd.posix_regex import (
+    MatchUndecided,
+    PosixRegex,
+    PosixRegexError,
+    RegexTooLarge,
+    compile_ere,
+)
 
 RULE_KINDS = ("attach", "detach", "nomatch", "notify")
 BODY_STATEMENTS = ("match", "action", "media-type", "device-name", "class", "subdevice")
@@ -48,6 +54,15 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _NUMBER = re.compile(r"[0-9]+")
 
 MediaLookup = Callable[[str], Optional[str]]
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters: error messages quote no more of a value."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(text: str) -> str:
+    return '"' + _cut(text).replace("\n", "\\n") + '"'
 
 
 class DevdError(Exception):
@@ -73,12 +88,16 @@ class Match:
     negated: bool
     line: int
     expanded: str  # what devd compiles: '^' + regex with set variables expanded + '$'
-    pattern: re.Pattern[str] = field(compare=False, repr=False)
+    pattern: Optional[PosixRegex] = field(compare=False, repr=False)
     unset_variables: tuple[str, ...] = ()
     top_level_alternation: bool = False
+    too_large: Optional[str] = None  # why hvbsd cannot evaluate the regex (pattern is None)
 
     def test(self, value: str) -> bool:
-        return (self.pattern.search(value) is not None) != self.negated
+        """Whether devd's regexec would accept `value`; MatchUndecided if hvbsd cannot tell."""
+        if self.pattern is None:
+            raise MatchUndecided(self.too_large or "regex not evaluated")
+        return self.pattern.matches(value) != self.negated
 
 
 @dataclass(frozen=True)
@@ -168,18 +187,29 @@ class Config:
             return event.variables[name]
         return self.options.variables.get(name, "")
 
-    def first_match(self, event: Event, media_type: Optional[MediaLookup] = None) -> Optional[Rule]:
+    def first_match(
+        self, event: Event, media_type: Optional[MediaLookup] = None,
+        undecided: Optional[list[str]] = None,
+    ) -> Optional[Rule]:
         """The one rule devd runs for `event`, or None.
 
         `media_type` maps an interface name to its media ("ethernet", "802.11",
         "atm") or None when the interface has none; without it every interface
-        is treated as having none.
+        is treated as having none.  A rule whose regex hvbsd cannot evaluate
+        within its budgets (see posix_regex) is passed over, never run, and
+        the reason is appended to `undecided`.
         """
         def lookup(name: str) -> str:
             return self.variable(event, name)
 
         for rule in self.rules_for(event.kind):
-            if rule.applies_to(lookup, media_type):
+            try:
+                applies = rule.applies_to(lookup, media_type)
+            except MatchUndecided as exc:
+                if undecided is not None:
+                    undecided.append(f"{rule.file}:{rule.line}: passed over: {exc}")
+                continue
+            if applies:
                 return rule
         return None
 
@@ -389,18 +419,19 @@ class _Parser:
         expanded = expand(body, lookup, quoting="raw")
         anchored = f"^{expanded}$"
         try:
-            translation = translate(anchored)
-            flags = re.DOTALL | (re.IGNORECASE if self.config.icase else 0)
-            pattern = re.compile(translation.python, flags)
-        except (PosixRegexError, re.error) as exc:
-            reason = exc.reason if isinstance(exc, PosixRegexError) else str(exc)
+            pattern = compile_ere(anchored, icase=self.config.icase)
+        except RegexTooLarge as exc:
+            # regcomp(3) may well accept it; hvbsd only declines to evaluate it
+            return Match(variable, body, negated, line, anchored, None, tuple(unset),
+                         False, f'match "{variable}" {_short(regex)}: {exc.reason}')
+        except PosixRegexError as exc:
             raise self.fail(
-                f'bad regular expression in match "{variable}" "{regex}" '
-                f"(compiled as {anchored!r}): {reason}",
+                f'bad regular expression in match "{variable}" {_short(regex)} '
+                f"(compiled as {_cut(anchored)!r}): {exc.reason}",
                 line,
             ) from None
         return Match(variable, body, negated, line, anchored, pattern, tuple(unset),
-                     translation.top_level_alternation)
+                     pattern.top_level_alternation)
 
 
 def parse_text(

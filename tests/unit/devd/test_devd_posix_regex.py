@@ -1,14 +1,25 @@
-"""POSIX ERE as FreeBSD's regcomp reads it, translated for Python's re."""
+"""POSIX ERE as FreeBSD's regcomp reads it and its regexec runs it: same answers, bounded time."""
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hvbsd.devd import PosixRegexError, compile_ere, translate
+from hvbsd.devd.posix_regex import (
+    MATCH_BUDGET,
+    MAX_PROGRAM,
+    RegexBudgetExceeded,
+    RegexTooLarge,
+)
 
 
 def matches(pattern: str, value: str, *, icase: bool = False) -> bool:
-    return compile_ere(pattern, icase=icase).search(value) is not None
+    return compile_ere(pattern, icase=icase).matches(value)
 
 
 @pytest.mark.parametrize(
@@ -42,7 +53,7 @@ def matches(pattern: str, value: str, *, icase: bool = False) -> bool:
         (r"^a\1$", ["a1"], ["aa"]),  # no back-references in an ERE
     ],
 )
-def test_translation_keeps_posix_meaning(pattern, accepted, refused):
+def test_patterns_keep_their_posix_meaning(pattern, accepted, refused):
     for value in accepted:
         assert matches(pattern, value), (pattern, value)
     for value in refused:
@@ -106,3 +117,60 @@ def test_named_collating_elements_are_refused_rather_than_guessed():
     # FreeBSD knows names such as [.space.]; this translator only knows single characters
     with pytest.raises(PosixRegexError, match="unsupported collating element"):
         translate("[[.space.]]")
+
+
+def test_nested_repetition_is_answered_at_once_as_freebsds_state_set_matcher_does():
+    # Python's backtracking re takes exponential time here; regexec(3) does not
+    assert not matches("^(a+)+$", "a" * 40 + "!")
+    assert not matches("^((a*)*|b)*c$", "a" * 5000)
+    assert matches("^(a+)+$", "a" * 5000)
+
+
+def test_thousands_of_nested_parentheses_are_no_recursion_error():
+    deep = "(" * 5000 + "hn0" + ")" * 5000
+    assert matches(f"^{deep}$", "hn0")
+    with pytest.raises(PosixRegexError, match="unmatched"):
+        translate("(" * 5000 + "a")
+
+
+def test_a_pattern_too_large_to_evaluate_is_refused_as_such():
+    with pytest.raises(RegexTooLarge) as error:
+        compile_ere("((a{255}){255}){255}")
+    assert f"more than {MAX_PROGRAM} automaton states" in error.value.reason
+
+
+def test_a_match_that_would_take_too_long_is_stopped_with_an_error():
+    rng = random.Random(7)
+    value = "".join(rng.choice("ab") for _ in range(8000))
+    with pytest.raises(RegexBudgetExceeded) as error:
+        matches("a(a|b){255}c", value)
+    assert f"more than {MATCH_BUDGET} steps" in str(error.value)
+    # the same pattern still answers short values, and the cache stays usable
+    assert matches("a(a|b){255}c", "a" + "b" * 255 + "c")
+
+
+def test_values_are_bytes_in_the_c_locale_and_end_at_nul():
+    assert matches("^..$", "\u00e9")  # one character, two bytes
+    assert not matches("^.$", "\u00e9")
+    assert not matches("^[a-z]$", "\u212a", icase=True)  # KELVIN SIGN folds only in Unicode
+    assert matches("^hn0$", "hn0\0;reboot")  # regexec(3) stops at the NUL
+
+
+_SAFE_ATOMS = st.sampled_from(["a", "b", "0", ".", "[ab]", "[^a]", "[[:digit:]]", "(a|b)", "()"])
+_SAFE_OPS = st.sampled_from(["", "*", "+", "?", "{2}", "{0,2}", "{1,}"])
+
+
+@st.composite
+def _simple_eres(draw):
+    pieces = draw(st.lists(st.tuples(_SAFE_ATOMS, _SAFE_OPS), min_size=1, max_size=5))
+    body = "".join(atom + op for atom, op in pieces)
+    return draw(st.sampled_from([body, f"^{body}", f"{body}$", f"^{body}$"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_simple_eres(), st.text(alphabet="ab0\n", max_size=8), st.booleans())
+def test_answers_agree_with_a_backtracking_matcher_where_both_apply(pattern, value, icase):
+    python = pattern.replace("$", r"\Z").replace("[[:digit:]]", "[0-9]")
+    flags = re.DOTALL | (re.IGNORECASE if icase else 0)
+    expected = re.search(python, value, flags) is not None
+    assert matches(pattern, value, icase=icase) == expected
