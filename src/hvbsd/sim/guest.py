@@ -38,6 +38,9 @@ from hvbsd.sim import namespace
 HOME_ENV = "HVBSD_SIM_HOME"
 KERNEL_MOUNTPOINT = "/var/run/hvbsd-sim"
 OVERLAID = ("etc", "usr", "var", "boot", "root")
+# Overlays that start empty instead of over the host's directory: the guest's
+# /root is FreeBSD root's own home, not the host's.
+PRIVATE_OVERLAYS = ("root",)
 PRESETS = ("ufs", "zfs", "mixed")
 MAX_NICS = 8
 GUEST_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
@@ -308,7 +311,9 @@ class Guest:
                 "rootfs": str(state / "rootfs"),
                 "overlays": {
                     top: {
-                        "lower": _lower_for(top, state / "empty"),
+                        "lower": str(state / "empty")
+                        if top in PRIVATE_OVERLAYS
+                        else _lower_for(top, state / "empty"),
                         "upper": str(state / "upper" / top),
                         "work": str(state / "work" / top),
                     }
@@ -318,7 +323,9 @@ class Guest:
                 "dev": str(state / "dev"),
                 "kernel": str(self.kernel_dir),
                 "kernel_mountpoint": KERNEL_MOUNTPOINT,
-                "extra_binds": _hidden_python_paths(),
+                "read_only_binds": _read_only_binds(
+                    [top for top in config["overlaid"] if top not in PRIVATE_OVERLAYS]
+                ),
             }
             spec_path = state / "holder-spec.json"
             _atomic_write(spec_path, json.dumps(spec, indent=1).encode())
@@ -566,15 +573,47 @@ def _python_site_paths() -> list[str]:
     return paths
 
 
-def _hidden_python_paths() -> list[str]:
-    """Paths the guest's Python needs that the guest's private /tmp would hide."""
+def _loaded_library_directories() -> list[str]:
+    """Directories of the shared objects this interpreter has mapped (libpython, libc, ...)."""
+    found: list[str] = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                fields = line.split(None, 5)
+                if len(fields) == 6 and fields[5].startswith("/") and ".so" in fields[5]:
+                    directory = os.path.dirname(fields[5].rstrip("\n"))
+                    if directory not in found:
+                        found.append(directory)
+    except OSError:
+        pass
+    return found
+
+
+def _read_only_binds(visible_tops: Sequence[str]) -> list[str]:
+    """Host paths the guest's Python needs, bound read-only at the same path.
+
+    The interpreter's prefixes, its site directories and ``sys.path`` entries,
+    the directory the hvbsd package is imported from and the directories of
+    the shared objects the interpreter loaded, except what the guest already
+    sees: trees whose top-level directory it shows (an overlay over the host's
+    own, or a read-only shared one).
+    """
+    import hvbsd
+
     needed = [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
     needed += _python_site_paths()
-    hidden = []
-    for path in needed:
-        if (path == "/tmp" or path.startswith("/tmp/")) and path not in hidden:
-            hidden.append(path)
-    return hidden
+    needed.append(os.path.dirname(os.path.dirname(os.path.realpath(hvbsd.__file__))))
+    needed += [os.path.realpath(d) for d in _loaded_library_directories()]
+    shown = set(visible_tops) | set(namespace.SHARED_TOPS)
+    binds: list[str] = []
+    for path in sorted(set(needed)):
+        top = path.lstrip("/").split("/", 1)[0]
+        if not top or top in shown or top in ("proc", "dev"):
+            continue
+        if any(path == kept or path.startswith(kept + "/") for kept in binds):
+            continue
+        binds.append(path)
+    return binds
 
 
 def _install_python(layout: _Layout, sysctls: Mapping[str, Any]) -> None:
