@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import stat
 import sys
 import zipfile
 from pathlib import Path
 
 import hvbsd.vss
+from hvbsd.vss import files
 
 DEFAULT_INTERPRETER = "/usr/local/bin/python3"
 #: modules the guest does not need (this one imports argparse glue for the host CLI)
@@ -40,12 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+class WriteFailed(Exception):
+    """The output could not be written (disk full, permissions); nothing was left."""
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         bundle(Path(args.out), args.interpreter)
     except ValueError as exc:
         sys.stderr.write(f"hvbsd bundle-vssd: {exc}\n")
         return 2
+    except WriteFailed as exc:
+        sys.stderr.write(f"hvbsd bundle-vssd: {exc}\n")
+        return 1
     print(f"wrote {args.out}")
     return 0
 
@@ -66,21 +72,28 @@ def archive_bytes(interpreter: str = DEFAULT_INTERPRETER) -> bytes:
 
 
 def bundle(out: Path, interpreter: str = DEFAULT_INTERPRETER) -> None:
-    """Write the zipapp to ``out`` atomically, mode 0755."""
+    """Write the zipapp to ``out`` atomically, mode 0755.
+
+    ValueError (nothing written) for an ``out`` that is empty, in a missing
+    directory, or exists and is not a regular file (a directory, a symlink, a
+    device such as /dev/full, a FIFO); WriteFailed when writing fails.
+    """
     data = archive_bytes(interpreter)
+    if not str(out) or str(out).endswith("/"):
+        raise ValueError(f"{str(out)!r}: give the file to write")
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise ValueError(f"{out}: directory {directory} does not exist")
-    if out.is_dir():
-        raise ValueError(f"{out} is a directory; give the file to write")
-    temporary = directory / f".{out.name}.{os.getpid()}.tmp"
     try:
-        temporary.write_bytes(data)
-        temporary.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-        os.replace(temporary, out)
+        files.check_target(str(out))
+    except files.FileRefused as exc:
+        raise ValueError(exc.strerror) from None
+    try:
+        files.write_atomically(str(out), data, mode=0o755)
+    except files.FileRefused as exc:
+        raise ValueError(exc.strerror) from None
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise ValueError(f"{out}: cannot write: {exc.strerror}") from None
+        raise WriteFailed(f"{out}: cannot write: {exc.strerror or exc}; nothing written") from None
 
 
 def _check_interpreter(interpreter: str) -> None:

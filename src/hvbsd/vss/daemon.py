@@ -8,8 +8,8 @@ timeout, signals wake the poll through a pipe, hooks are child processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
-import json
 import os
 import select
 import signal
@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from hvbsd.vss import protocol
+from hvbsd.vss import files, procs, protocol
 from hvbsd.vss.channel import (
     APP_DEVICE,
     FS_DEVICE,
@@ -32,11 +32,12 @@ from hvbsd.vss.channel import (
     open_channel,
 )
 from hvbsd.vss.hooks import HookDirError, Hooks
-from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink
+from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink, clean
 from hvbsd.vss.options import seconds_up_to
 from hvbsd.vss.platform import FreeBSDPlatform, Platform, PlatformError, SimPlatform
 from hvbsd.vss.policy import CHOICES, SCOPE_APP, SCOPE_FS, Policy, Settings
 from hvbsd.vss.protocol import Message, Op, Status
+from hvbsd.vss.state import STATE_VERSION, State, StateError, dump_state, load_state
 
 PROG = "hvbsd_vssd"
 HOOKS_DIR = "/usr/local/etc/hvbsd/vss.d"
@@ -45,15 +46,18 @@ PIDFILE = "/var/run/hvbsd_vssd.pid"
 #: the simulated kernel's filesystem service (hvbsd.sim), used when --device is a socket
 SIM_PLATFORM_PATH = "/var/run/hvbsd-sim/fs.sock"
 SIM_KERNEL_DIR_ENV = "HVBSD_SIM_KERNEL_DIR"
-STATE_VERSION = 1
 
 EX_OK = 0
+EX_USAGE = 2  # a bad option or a path the daemon refuses to use
 EX_UNAVAILABLE = 69  # sysexits: the device is held by another daemon
 EX_OSERR = 71  # sysexits: the device or the platform cannot be used
 
 STATUS_THAWED = 0
 STATUS_FROZEN = 1
 STATUS_UNKNOWN = 2
+
+#: how long after its deadline a hook's process group left by a killed daemon is killed
+ORPHAN_WINDOW_SECONDS = 600.0
 
 
 _seconds = seconds_up_to(86400)
@@ -108,64 +112,50 @@ def build_parser() -> argparse.ArgumentParser:
 # state file
 
 
-def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
-    temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def read_state(path: str) -> Optional[State]:
+    """The state file's content, or None when it is missing or cannot be used."""
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-
-
-def read_state(path: str) -> Optional[Dict[str, object]]:
-    """The state file's content, or None when it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            state = json.load(stream)
-    except (OSError, ValueError):
+        return load_state(path)
+    except StateError:
         return None
-    if not isinstance(state, dict) or not isinstance(state.get("frozen"), bool):
-        return None
-    return state
 
 
 def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
+def _pid_alive(pid: Optional[int]) -> bool:
+    if pid is None:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:
         return True
     return True
 
 
 def print_status(path: str) -> int:
-    state = read_state(path)
-    if state is None:
-        print(f"{PROG}: state unknown: {path} is missing or unreadable")
+    """``--status``: 0 thawed, 1 frozen, 2 whenever the file cannot be trusted."""
+    try:
+        state = load_state(path)
+    except StateError as exc:
+        print(f"{PROG}: state unknown: {clean(str(exc), 300)}")
         return STATUS_UNKNOWN
-    pid = state.get("pid")
-    running = "running" if _pid_alive(pid) else "not running"
-    print(f"{PROG}: {'frozen' if state['frozen'] else 'thawed'}")
-    print(f"pid: {pid} ({running})")
-    print(f"updated: {state.get('updated', '-')}")
-    for key in ("filesystems", "hooks"):
-        values = state.get(key) or []
-        print(f"{key}: {' '.join(map(str, values)) if values else '-'}")  # type: ignore[call-overload]
-    last = state.get("last")
-    if isinstance(last, dict):
-        for op, result in sorted(last.items()):
-            if isinstance(result, dict):
-                verdict = "ok" if result.get("ok") else "FAIL"
-                print(f"last {op}: {verdict} at {result.get('time')}: {result.get('message')}")
-    return STATUS_FROZEN if state["frozen"] else STATUS_THAWED
+    running = "running" if _pid_alive(state.pid) else "not running"
+    print(f"{PROG}: {'frozen' if state.frozen else 'thawed'}")
+    print(f"pid: {state.pid if state.pid is not None else '-'} ({running})")
+    print(f"updated: {clean(state.updated, 64)}")
+    for key, values in (("filesystems", state.filesystems), ("hooks", state.hooks)):
+        print(f"{key}: {clean(' '.join(values), 2000) if values else '-'}")
+    if state.running is not None:
+        print(f"running: hook {state.running.name} {state.running.action}"
+              f" (pid {state.running.pid or '-'})")
+    for op, result in sorted(state.last.items()):
+        verdict = "ok" if result.ok else "FAIL"
+        print(clean(f"last {op}: {verdict} at {result.time}: {result.message}", 2000))
+    return STATUS_FROZEN if state.frozen else STATUS_THAWED
 
 
 # the daemon
@@ -197,37 +187,60 @@ class Daemon:
         state.update(snapshot if snapshot is not None else self.policy.snapshot())
         state["last"] = self.last
         try:
-            write_atomically(self.args.state_file,
-                             json.dumps(state, indent=1, sort_keys=True).encode() + b"\n")
+            files.write_atomically(self.args.state_file, dump_state(state))
         except OSError as exc:
-            self.log.error(f"cannot write the state file {self.args.state_file}: {exc.strerror}")
+            self.log.error(f"cannot write the state file {self.args.state_file}:"
+                           f" {exc.strerror or exc}")
 
     def record(self, what: str, ok: bool, message: str) -> None:
         self.last[what] = {"ok": ok, "message": message, "time": _stamp()}
         self.write_state()
 
     def recover(self) -> None:
-        """Act on a state file left frozen by a daemon that was killed."""
-        state = read_state(self.args.state_file)
-        if state is None or not state["frozen"]:
+        """Act on a state file left frozen by a daemon that was killed.
+
+        Runs once this process holds the device (so no other daemon is
+        serving): kills the hook process that was under way, then thaws every
+        hook the journal lists, in reverse order. The filesystems need
+        nothing: the kernel resumed them when the dead daemon's
+        /dev/ufssuspend descriptors closed (ffs_suspend.c, ffs_susp_dtor).
+        """
+        try:
+            state = load_state(self.args.state_file)
+        except StateError as exc:
+            if os.path.lexists(self.args.state_file):
+                self.log.warning(
+                    f"state file unusable ({exc}): the state is unknown, so no hook is"
+                    " thawed; if an application was quiesced, run its hook with thaw")
             return
-        if isinstance(state.get("last"), dict):
-            self.last.update(state["last"])  # type: ignore[arg-type]
-        filesystems = [str(f) for f in state.get("filesystems") or []]  # type: ignore[union-attr]
-        hook_names = [str(h) for h in state.get("hooks") or []]  # type: ignore[union-attr]
+        self.last.update({op: {"ok": r.ok, "message": r.message, "time": r.time}
+                          for op, r in state.last.items()})
+        if not state.frozen:
+            return
+        names = list(state.hooks)
+        if state.running is not None and state.running.name not in names:
+            names.append(state.running.name)
         self.log.warning(
-            f"the previous daemon (pid {state.get('pid')}) exited while frozen; the kernel"
+            f"the previous daemon (pid {state.pid or '-'}) exited while frozen; the kernel"
             " resumed its filesystems when its descriptors closed: "
-            f"{', '.join(filesystems) or 'none'}; thawing its hooks: "
-            f"{', '.join(hook_names) or 'none'}")
+            f"{', '.join(state.filesystems) or 'none'}; thawing its hooks: "
+            f"{', '.join(names) or 'none'}")
         problems = []
-        if hook_names:
+        running = state.running
+        # a hook outliving its daemon must not finish a freeze after our thaw; the
+        # window keeps a reused process group id from being hit much later
+        if (running is not None and running.pid is not None
+                and time.time() < running.deadline + ORPHAN_WINDOW_SECONDS
+                and procs.kill_group(running.pid)):
+            self.log.warning(f"killed the process group {running.pid} of hook"
+                                 f" {running.name} {running.action}, left running")
+        if names:
             try:
                 known = set(self.hooks.discover())
             except HookDirError as exc:
                 known = set()
                 problems.append(str(exc))
-            for name in reversed(hook_names):
+            for name in reversed(names):
                 if name not in known:
                     problems.append(f"hook {name} from the state file is not a hook now")
                     continue
@@ -381,15 +394,23 @@ class Daemon:
 def daemonize() -> int:
     """Detach like daemon(3): double fork, setsid, chdir /, stdio on /dev/null.
 
-    Returns a descriptor to close once ready; the original process exits when
-    it closes, so the pidfile exists when the caller's command returns.
+    Returns a descriptor for ``report_ready``: the original process waits on
+    it and exits with the status reported there (0 when it closes without a
+    word), so the launcher's exit status says whether the daemon came up.
     """
     ready_read, ready_write = os.pipe()
     if os.fork() > 0:
         os.close(ready_write)
-        while os.read(ready_read, 64):
-            pass
-        os._exit(0)
+        report = b""
+        while len(report) < 4096:
+            chunk = os.read(ready_read, 4096)
+            if not chunk:
+                break
+            report += chunk
+        status, _, message = report.decode(errors="replace").partition(" ")
+        if message:
+            sys.stderr.write(f"{PROG}: {message}\n")
+        os._exit(int(status) if status.isdigit() else 0)
     os.close(ready_read)
     os.setsid()
     if os.fork() > 0:
@@ -401,6 +422,16 @@ def daemonize() -> int:
     if null > 2:
         os.close(null)
     return ready_write
+
+
+def report_ready(ready: int, status: int = EX_OK, message: str = "") -> None:
+    """Tell the waiting launcher how the start went, and let it go."""
+    if ready < 0:
+        return
+    if status != EX_OK:
+        with contextlib.suppress(OSError):
+            os.write(ready, f"{status} {message}".encode()[:4000])
+    os.close(ready)
 
 
 def make_sink(args: argparse.Namespace) -> Sink:
@@ -440,26 +471,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.status:
         return print_status(args.state_file)
-    # until detached, problems go to stderr as well as to the chosen sink
     log = Log(make_sink(args), debug=args.debug)
+    for path in (args.state_file, args.pidfile):
+        try:
+            files.check_target(path)
+        except OSError as exc:
+            return _fail(log, str(exc.strerror or exc), EX_USAGE)
+    # detach first: the driver records the process that opens the device as the
+    # one to signal on detach (hv_snapshot.c, hv_vss_dev_open: proc_task = curproc)
+    ready = daemonize() if not args.foreground else -1
     try:
         platform = make_platform(args)
         channels = [open_channel(args.device, "fs")]
         if args.app_device:
             channels.append(open_channel(args.app_device, "app"))
     except ChannelBusy as exc:
-        return _fail(log, str(exc), EX_UNAVAILABLE)
+        return _fail(log, str(exc), EX_UNAVAILABLE, ready)
     except (ChannelError, PlatformError) as exc:
-        return _fail(log, str(exc), EX_OSERR)
-    daemon = Daemon(args, log, platform, Hooks(args.hooks_dir, args.hook_timeout))
-    daemon.recover()
-    ready = daemonize() if not args.foreground else -1
+        return _fail(log, str(exc), EX_OSERR, ready)
+    # holding the device, this is the only daemon: the state file is ours now
+    for path in (args.state_file, args.pidfile):
+        for stale in files.remove_stale_temporaries(path):
+            log.info(f"removed {stale}, left by a daemon that was killed")
+    daemon = Daemon(args, log, platform, Hooks(args.hooks_dir, args.hook_timeout,
+                                                 reaper=procs.Reaper()))
     try:
-        write_atomically(args.pidfile, f"{os.getpid()}\n".encode())
+        files.write_atomically(args.pidfile, f"{os.getpid()}\n".encode())
     except OSError as exc:
-        log.error(f"cannot write the pidfile {args.pidfile}: {exc.strerror}")
-    if ready >= 0:
-        os.close(ready)
+        log.error(f"cannot write the pidfile {args.pidfile}: {exc.strerror or exc}")
+    report_ready(ready)
+    daemon.recover()
     try:
         return daemon.serve(channels)
     finally:
@@ -470,8 +511,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 log.error(f"cannot remove the pidfile {args.pidfile}: {exc.strerror}")
 
 
-def _fail(log: Log, message: str, status: int) -> int:
+def _fail(log: Log, message: str, status: int, ready: int = -1) -> int:
     log.error(message)
-    if not isinstance(log.sink, StderrSink):
+    if ready >= 0:
+        report_ready(ready, status, message)
+    elif not isinstance(log.sink, StderrSink):
         sys.stderr.write(f"{PROG}: {message}\n")
     return status

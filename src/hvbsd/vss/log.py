@@ -11,6 +11,7 @@ keep ``/var/log/messages`` as a plain file), or memory (tests).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import syslog
@@ -18,6 +19,24 @@ import time
 from typing import List, Optional, Tuple
 
 TAG = "hvbsd_vssd"
+#: records kept in memory while frozen; later ones are counted, not kept
+HOLD_LIMIT = 1000
+#: the longest log line (FreeBSD's syslogd takes lines of up to 8 KiB)
+LINE_LIMIT = 4096
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean(text: str, limit: int = LINE_LIMIT) -> str:
+    """One safe log line: newlines and tabs become spaces, other control
+    characters (NUL included) and lone surrogates become ``?``, at most
+    ``limit`` characters."""
+    text = _UNPRINTABLE.sub("?", text.replace("\r\n", "\n"))
+    text = text.replace("\n", " | ").replace("\t", " ")
+    if len(text) > limit:
+        text = text[:limit - 20] + f" ... ({len(text) - limit + 20} more)"
+    return text
+
 
 DEBUG = syslog.LOG_DEBUG
 INFO = syslog.LOG_INFO
@@ -94,6 +113,7 @@ class Log:
         self.sink = sink
         self.debug_enabled = debug
         self._held: Optional[List[Tuple[float, int, str]]] = None
+        self._dropped = 0
 
     @property
     def holding(self) -> bool:
@@ -110,12 +130,20 @@ class Log:
         for when, priority, text in held or ():
             stamp = time.strftime("%H:%M:%S", time.localtime(when))
             self.sink.emit(priority, f"{text} (held while frozen, logged at {stamp})")
+        if self._dropped:
+            self.sink.emit(WARNING, f"{self._dropped} more messages while frozen were"
+                           f" dropped (at most {HOLD_LIMIT} are held)")
+            self._dropped = 0
 
     def log(self, priority: int, text: str) -> None:
         if priority == DEBUG and not self.debug_enabled:
             return
+        text = clean(text)
         if self._held is not None:
-            self._held.append((time.time(), priority, text))
+            if len(self._held) < HOLD_LIMIT:
+                self._held.append((time.time(), priority, text))
+            else:
+                self._dropped += 1
         else:
             self.sink.emit(priority, text)
 

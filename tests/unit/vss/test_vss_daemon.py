@@ -278,8 +278,8 @@ def test_bad_options_exit_2_naming_the_option(args, complaint):
 
 
 def test_status_exit_code_is_2_when_the_state_is_unknown(lab):
-    assert status_of(lab) == (2, f"hvbsd_vssd: state unknown: {lab.state_file} is missing"
-                                 " or unreadable\n")
+    assert status_of(lab) == (2, f"hvbsd_vssd: state unknown: {lab.state_file} does not"
+                                 " exist\n")
     lab.state_file.write_text("{not json")
     assert status_of(lab)[0] == 2
 
