@@ -1,7 +1,9 @@
 """`hvbsd lint PATH...`: check devd rule files and shell scripts before they reach a guest.
 
 Exit status: 0 clean, 1 problems found (errors or warnings), 2 the command
-itself could not run (missing file, a file of unknown type, no shellcheck).
+itself could not run (missing file, a file of unknown type, no shellcheck, a
+file nested beyond Python's recursion limit).  A name that starts with '-' is
+given after ``--`` (``hvbsd lint -- -V``) or as ``./-V``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ def run(args: argparse.Namespace) -> int:
         problems = lint_paths(args.paths, icase=not args.case_sensitive)
     except LintUsageError as exc:
         print(f"hvbsd lint: {exc}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print("hvbsd lint: a file is nested too deeply to check (Python's recursion limit); "
+              "nothing was checked", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("hvbsd lint: out of memory while checking; nothing was checked", file=sys.stderr)
         return 2
     for problem in problems:
         print(problem)

@@ -16,26 +16,42 @@ hazards FACTS.md names:
 Files whose first line is ``#!/bin/sh`` are checked with ``sh -n`` and
 ``shellcheck -s sh``.  Files are linted together in the order given, as devd
 would load them (``set`` variables carry over from one file to the next).
+
+Every name is a file, never an option: the tools get an absolute path after
+``--``.  Only regular files are read, at most `MAX_FILE_BYTES` of each; each
+tool runs at most `TOOL_TIMEOUT` seconds; regexes are evaluated within the
+budgets of `hvbsd.devd.posix_regex`, and a regex that cannot be evaluated
+within them is reported as a hazard rather than evaluated for ever.  The
+equal-priority check indexes rules by their literal values and reports one
+line per pair of files, with a count.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
 from typing import Optional, Sequence
 
 from hvbsd.devd.config import MEDIA_TYPES, Config, DevdSyntaxError, Match, Rule
 from hvbsd.devd.expand import brace_references
+from hvbsd.devd.posix_regex import MatchUndecided
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+TOOL_TIMEOUT = 60  # seconds for one sh -n or shellcheck run
+# pairs of rules the equal-priority check compares beyond its index, in all
+_PAIR_BUDGET = 200_000
 
 _ERE_SPECIAL = set(".[]()*+?{}|^$\\")
 _SHEBANG = re.compile(rb"#!\s*/bin/sh(\s|$)")
-_SH_N_LINE = re.compile(r"^.*?: (?:line )?(\d+): (.*)$")
-_GCC_LINE = re.compile(r"^(.*):(\d+):(\d+): (\w+): (.*)$")
+_SH_N_LINE = re.compile(r"^(?:line )?(\d+): (.*)$")
 
 
 class LintUsageError(Exception):
@@ -53,10 +69,49 @@ class Problem:
         return f"{self.file}:{self.line}: {self.severity}: {self.message}"
 
 
+class FileTooLarge(OSError):
+    """A file is larger than `MAX_FILE_BYTES`."""
+
+
+@dataclass(frozen=True)
+class LintFile:
+    """One file to lint: the name to show (as the user wrote it) and where it is."""
+
+    shown: str
+    path: str  # absolute: never read as an option by the tools it is handed to
+    kind: str  # "sh" or "devd"
+
+
+def read_regular(path: str, limit: Optional[int] = None) -> bytes:
+    """A regular file's bytes; a FIFO, device or directory is refused without blocking."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise IsADirectoryError(f"{path}: not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(f"larger than {limit} bytes")
+    return data
+
+
+def _head(path: str) -> Optional[bytes]:
+    """The first line of a regular file (at most 256 bytes); None if it is not one."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.readline(256)
+
+
 def file_kind(path: Path) -> Optional[str]:
     """"sh" for a ``#!/bin/sh`` script, "devd" for a ``*.conf`` file, else None."""
-    with path.open("rb") as handle:
-        head = handle.readline(256)
+    head = _head(str(path))
+    if head is None:
+        return None
     if _SHEBANG.match(head):
         return "sh"
     if path.name.endswith(".conf"):
@@ -64,28 +119,34 @@ def file_kind(path: Path) -> Optional[str]:
     return None
 
 
-def collect(paths: Sequence[str]) -> list[tuple[Path, str]]:
+def _shown(name: str) -> str:
+    return ascii(name)[1:-1] if not name.isprintable() else name
+
+
+def collect(paths: Sequence[str]) -> list[LintFile]:
     """The files to lint: each file named, and the lintable files of each directory named."""
-    found: list[tuple[Path, str]] = []
+    found: list[LintFile] = []
     for name in paths:
         path = Path(name)
+        absolute = os.path.abspath(name)
         if path.is_dir():
-            for entry in sorted(path.iterdir()):
-                kind = file_kind(entry) if entry.is_file() else None
+            for entry in sorted(os.listdir(absolute)):
+                entry_path = os.path.join(absolute, entry)
+                kind = file_kind(Path(entry_path)) if os.path.isfile(entry_path) else None
                 if kind is not None:
-                    found.append((entry, kind))
+                    found.append(LintFile(_shown(os.path.join(name, entry)), entry_path, kind))
         elif path.is_file():
             kind = file_kind(path)
             if kind is None:
                 raise LintUsageError(
-                    f"{name}: not a devd file (*.conf) nor a shell script (#!/bin/sh); "
+                    f"{_shown(name)}: not a devd file (*.conf) nor a shell script (#!/bin/sh); "
                     "cannot lint it"
                 )
-            found.append((path, kind))
+            found.append(LintFile(_shown(name), absolute, kind))
         elif path.exists():
-            raise LintUsageError(f"{name}: not a regular file or directory")
+            raise LintUsageError(f"{_shown(name)}: not a regular file or directory")
         else:
-            raise LintUsageError(f"{name}: no such file or directory")
+            raise LintUsageError(f"{_shown(name)}: no such file or directory")
     return found
 
 
@@ -102,7 +163,7 @@ def lint_paths(paths: Sequence[str], *, icase: bool = True) -> list[Problem]:
     """Lint files and directories; raise LintUsageError for what cannot be linted at all."""
     files = collect(paths)
     shellcheck = None
-    if any(kind == "sh" for _path, kind in files):
+    if any(item.kind == "sh" for item in files):
         shellcheck = find_shellcheck()
         if shellcheck is None:
             raise LintUsageError(
@@ -110,34 +171,45 @@ def lint_paths(paths: Sequence[str], *, icase: bool = True) -> list[Problem]:
                 "shell scripts cannot be checked without it"
             )
     problems: list[Problem] = []
-    devd_files = [path for path, kind in files if kind == "devd"]
-    problems.extend(lint_devd_files(devd_files, icase=icase))
-    for path, kind in files:
-        if kind == "sh":
+    problems.extend(lint_devd_files([item for item in files if item.kind == "devd"],
+                                    icase=icase))
+    for item in files:
+        if item.kind == "sh":
             assert shellcheck is not None
-            problems.extend(lint_shell_script(path, shellcheck))
-    order = {str(path): index for index, (path, _kind) in enumerate(files)}
+            problems.extend(lint_shell_script(item, shellcheck))
+    order = {item.shown: index for index, item in enumerate(files)}
     return sorted(problems, key=lambda problem: (order.get(problem.file, 0), problem.line))
 
 
 # -- devd files -------------------------------------------------------------
 
 
-def lint_devd_files(paths: Sequence[Path], *, icase: bool = True) -> list[Problem]:
+def _as_lint_file(item: LintFile | Path) -> LintFile:
+    if isinstance(item, LintFile):
+        return item
+    return LintFile(str(item), os.path.abspath(item), "devd")
+
+
+def lint_devd_files(paths: Sequence[LintFile | Path], *, icase: bool = True) -> list[Problem]:
     merged = Config(icase=icase)
     problems: list[Problem] = []
-    for path in paths:
+    for item in map(_as_lint_file, paths):
         scratch = Config(icase=icase)
         scratch.options.variables.update(merged.options.variables)
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
         try:
-            scratch.extend(text, str(path))
+            text = read_regular(item.path).decode("utf-8", errors="surrogateescape")
+        except OSError as exc:
+            problems.append(Problem(item.shown, 1, "error",
+                                    f"cannot read it: {exc.strerror or exc}"))
+            continue
+        try:
+            scratch.extend(text, item.shown)
         except DevdSyntaxError as exc:
-            problems.append(Problem(str(path), exc.line, "error", exc.detail))
+            problems.append(Problem(item.shown, exc.line, "error", exc.detail))
             continue
         merged.options.variables = scratch.options.variables
         merged.rules.extend(scratch.rules)
-        merged.files.append(str(path))
+        merged.files.append(item.shown)
         for filename, line, kind in scratch.empty_blocks:
             problems.append(Problem(filename, line, "warning",
                                     f"empty {kind} block: devd ignores it"))
@@ -154,6 +226,10 @@ def _rule_problems(rule: Rule) -> list[Problem]:
         problems.append(Problem(rule.file, line, "warning", message))
 
     for match in rule.matches:
+        if match.too_large is not None:
+            warn(match.line,
+                 f"hazard: {match.too_large}; hvbsd cannot tell which events it matches "
+                 "and does not evaluate it")
         if match.variable == "vm_guest":
             warn(match.line,
                  'match "vm_guest": devd of FreeBSD 14.x and older sets no vm_guest variable, '
@@ -181,6 +257,9 @@ def _rule_problems(rule: Rule) -> list[Problem]:
     return problems
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _literal(match: Match) -> Optional[str]:
     """The one value a positive match accepts when its regex has no special character."""
     body = match.expanded[1:-1]
@@ -189,64 +268,169 @@ def _literal(match: Match) -> Optional[str]:
     return body
 
 
-def _disjoint(first: Match, second: Match) -> bool:
-    for one, other in ((first, second), (second, first)):
-        value = _literal(one)
-        if value is not None and not other.test(value):
-            return True
-    return False
+class _EqualPriority:
+    """Finds rules of different files, same kind and priority, that can match one event."""
 
+    def __init__(self, icase: bool) -> None:
+        self.icase = icase
+        self.budget = _PAIR_BUDGET
+        self.undecided: dict[tuple[str, int], str] = {}
 
-def _may_match_same_event(first: Rule, second: Rule) -> bool:
-    return not any(
-        one.variable == other.variable and _disjoint(one, other)
-        for one in first.matches
-        for other in second.matches
-    )
+    def key(self, value: str) -> str:
+        return value.translate(_ASCII_LOWER) if self.icase else value
+
+    def literals(self, rule: Rule) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for match in rule.matches:
+            value = _literal(match)
+            if value is not None:
+                found.setdefault(match.variable, self.key(value))
+        return found
+
+    def disjoint(self, first: tuple[Match, Rule], second: tuple[Match, Rule]) -> bool:
+        for (one, _rule), (other, other_rule) in ((first, second), (second, first)):
+            value = _literal(one)
+            if value is None:
+                continue
+            try:
+                if not other.test(value):
+                    return True
+            except MatchUndecided as exc:
+                if other.too_large is None:  # that one is reported by itself
+                    self.undecided.setdefault((other_rule.file, other.line), str(exc))
+        return False
+
+    def may_match_same_event(self, first: Rule, second: Rule) -> bool:
+        if self.budget <= 0:
+            return True  # checked no further: counted as a possible conflict
+        self.budget -= 1
+        return not any(
+            one.variable == other.variable and self.disjoint((one, first), (other, second))
+            for one in first.matches
+            for other in second.matches
+        )
 
 
 def _equal_priority_problems(config: Config) -> list[Problem]:
+    """One warning per pair of files whose rules can tie, with how many rules do."""
+    checker = _EqualPriority(config.icase)
+    groups: dict[tuple[str, int], list[Rule]] = defaultdict(list)
+    for rule in config.rules:
+        groups[(rule.kind, rule.priority)].append(rule)
+    # (earlier file, later file) -> [count, first later rule, its earlier rule]
+    ties: dict[tuple[str, str], list] = {}
+    order = {id(rule): index for index, rule in enumerate(config.rules)}
+    for rules in groups.values():
+        if len({rule.file for rule in rules}) < 2:
+            continue
+        earlier: list[Rule] = []
+        by_literal: dict[str, dict[str, list[Rule]]] = {}
+        without_literal: dict[str, list[Rule]] = {}
+        for rule in rules:
+            literals = checker.literals(rule)
+            candidates = earlier
+            for variable, value in literals.items():
+                if variable in by_literal:
+                    narrowed = by_literal[variable].get(value, []) + without_literal[variable]
+                    if len(narrowed) < len(candidates):
+                        candidates = narrowed
+            seen_files = {rule.file}
+            for other in sorted(candidates, key=lambda candidate: order[id(candidate)]):
+                if other.file in seen_files:
+                    continue
+                if checker.may_match_same_event(other, rule):
+                    seen_files.add(other.file)
+                    tie = ties.setdefault((other.file, rule.file), [0, rule, other])
+                    tie[0] += 1
+            for variable in literals.keys() - by_literal.keys():
+                by_literal[variable] = {}
+                without_literal[variable] = list(earlier)
+            for variable, index in by_literal.items():
+                if variable in literals:
+                    index.setdefault(literals[variable], []).append(rule)
+                else:
+                    without_literal[variable].append(rule)
+            earlier.append(rule)
     problems = []
-    for earlier, later in combinations(config.rules, 2):
-        if (
-            earlier.kind == later.kind
-            and earlier.priority == later.priority
-            and earlier.file != later.file
-            and _may_match_same_event(earlier, later)
-        ):
-            problems.append(Problem(
-                later.file, later.line, "warning",
-                f"{later.kind} {later.priority} has the same priority as the rule at "
-                f"{earlier.file}:{earlier.line} and both can match the same event: which one "
-                "runs depends on the order devd reads the files (readdir order); "
-                "use a higher priority",
-            ))
+    for (earlier_file, later_file), (count, later, other) in ties.items():
+        if count == 1:
+            what = (f"{later.kind} {later.priority} has the same priority as the rule at "
+                    f"{earlier_file}:{other.line} and both can match the same event")
+        else:
+            what = (f"{count} rules have the same kind and priority as rules of "
+                    f"{earlier_file} and can match the same events (the first: "
+                    f"{later.kind} {later.priority}, like the rule at "
+                    f"{earlier_file}:{other.line})")
+        problems.append(Problem(
+            later_file, later.line, "warning",
+            f"{what}: which one runs depends on the order devd reads the files "
+            "(readdir order); use a higher priority",
+        ))
+    for (file, line), reason in checker.undecided.items():
+        problems.append(Problem(
+            file, line, "warning",
+            f"hazard: {reason}; hvbsd counted this rule as able to match the same "
+            "events as rules of equal priority",
+        ))
     return problems
 
 
 # -- shell scripts ----------------------------------------------------------
 
 
-def lint_shell_script(path: Path, shellcheck: str) -> list[Problem]:
+def _run_tool(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                          stdin=subprocess.DEVNULL, timeout=TOOL_TIMEOUT, check=False)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def lint_shell_script(item: LintFile | Path, shellcheck: str) -> list[Problem]:
+    """``sh -n`` and ``shellcheck -s sh`` on one script, named by absolute path after ``--``."""
+    if not isinstance(item, LintFile):
+        item = LintFile(str(item), os.path.abspath(item), "sh")
     problems = []
-    syntax = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True, check=False)
-    if syntax.returncode != 0:
-        for raw in (syntax.stderr.strip() or "sh -n failed").splitlines():
-            found = _SH_N_LINE.match(raw)
-            line, message = (int(found.group(1)), found.group(2)) if found else (1, raw)
-            problems.append(Problem(str(path), line, "error", f"sh -n: {message}"))
-    checked = subprocess.run(
-        [shellcheck, "-s", "sh", "-f", "gcc", str(path)],
-        capture_output=True, text=True, check=False,
-    )
-    for raw in checked.stdout.splitlines():
-        found = _GCC_LINE.match(raw)
-        if found is None:
-            continue
-        severity = "error" if found.group(4) == "error" else "warning"
-        problems.append(Problem(str(path), int(found.group(2)), severity,
-                                f"shellcheck: {found.group(5)}"))
-    if checked.returncode not in (0, 1) or (checked.returncode == 1 and not checked.stdout):
-        detail = checked.stderr.strip() or f"exit status {checked.returncode}"
-        problems.append(Problem(str(path), 1, "error", f"shellcheck failed: {detail}"))
+
+    def report(line: int, severity: str, message: str) -> None:
+        problems.append(Problem(item.shown, line, severity, message))
+
+    try:
+        read_regular(item.path)
+    except OSError as exc:
+        report(1, "error", f"cannot read it: {exc.strerror or exc}")
+        return problems
+    try:
+        syntax = _run_tool(["sh", "-n", "--", item.path])
+    except subprocess.TimeoutExpired:
+        report(1, "error", f"sh -n: did not finish within {TOOL_TIMEOUT} s")
+    else:
+        if syntax.returncode != 0:
+            for raw in (syntax.stderr.strip() or "sh -n failed").splitlines():
+                # dash: "PATH: 3: message", bash: "PATH: line 3: message"
+                rest = raw[len(item.path) + 2:] if raw.startswith(item.path + ": ") else raw
+                found = _SH_N_LINE.match(rest)
+                line, message = (int(found.group(1)), found.group(2)) if found else (1, rest)
+                report(line, "error", f"sh -n: {message}")
+    try:
+        checked = _run_tool([shellcheck, "-s", "sh", "-f", "json1", "--", item.path])
+    except subprocess.TimeoutExpired:
+        report(1, "error", f"shellcheck: did not finish within {TOOL_TIMEOUT} s")
+        return problems
+    try:
+        comments = json.loads(checked.stdout)["comments"] if checked.stdout.strip() else []
+    except (ValueError, KeyError, TypeError):
+        comments = None
+    if comments is None or checked.returncode not in (0, 1) or (
+        checked.returncode == 1 and not comments
+    ):
+        detail = _first_line(checked.stderr) or f"exit status {checked.returncode}"
+        report(1, "error", f"shellcheck failed: {detail}")
+        return problems
+    for comment in comments:
+        severity = "error" if comment.get("level") == "error" else "warning"
+        report(int(comment.get("line", 1)), severity,
+               f"shellcheck: {comment.get('message', '')} [SC{comment.get('code', '')}]")
     return problems

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +212,137 @@ def test_hvbsd_lint_command_reports_problems_with_exit_one(tmp_path):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stdout.startswith(f"{path}:1: error: unknown statement 'frob'")
+
+
+# -- hostile names, regexes and sizes (issue 10, item 7) ---------------------
+
+
+def run_lint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hvbsd", "lint", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("given", [["./-V", "./-n"], ["--", "-V", "-n"]],
+                         ids=["dot-slash", "after-dashdash"])
+def test_scripts_named_like_options_are_linted_not_read_as_options(tmp_path, given):
+    write(tmp_path, "-V", "#!/bin/sh\necho $1\n", 0o755)
+    write(tmp_path, "-n", "#!/bin/sh\nif true; then\n  echo x\n", 0o755)
+    result = run_lint(*given, cwd=tmp_path)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    version, syntax = given[-2:]
+    assert any(line.startswith(f"{version}:2: ") and "SC2086" in line for line in lines), lines
+    assert any(line.startswith(f"{syntax}:4: error: sh -n: ") for line in lines), lines
+
+
+def test_a_conf_file_named_like_an_option_is_linted(tmp_path):
+    write(tmp_path, "-f.conf", 'notify 0 { match "vm_guest" "hv"; action "x"; };\n')
+    result = run_lint("./-f.conf", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.startswith("./-f.conf:1: warning: match \"vm_guest\"")
+
+
+def test_nested_repetition_against_a_long_literal_is_decided_at_once(tmp_path, capsys):
+    regex = write(tmp_path, "a.conf", 'notify 5 { match "subsystem" "(a+)+$"; action "a"; };\n')
+    literal = write(tmp_path, "b.conf",
+                    f'notify 5 {{ match "subsystem" "{"a" * 40}!"; action "b"; }};\n')
+    same = write(tmp_path, "c.conf", f'notify 5 {{ match "subsystem" "{"a" * 40}"; }};\n')
+    status, out, _ = lint(regex, literal, same, capsys=capsys)
+    # "aaa...a!" cannot match ^(a+)+$ (disjoint); "aaa...a" can (a tie with a.conf)
+    assert status == 1
+    assert len(out) == 1 and out[0].startswith(f"{same}:1: warning: notify 5 has the same")
+    assert f"the rule at {regex}:1" in out[0]
+
+
+def test_a_regex_too_large_to_evaluate_is_reported_as_a_hazard(tmp_path, capsys):
+    path = write(tmp_path, "big.conf",
+                 'notify 0 {\n\tmatch "cdev" "((a{255}){255}){255}";\n\taction "a";\n};\n')
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert len(out) == 1
+    assert out[0].startswith(f"{path}:2: warning: hazard: match \"cdev\"")
+    assert "automaton states" in out[0] and "does not evaluate it" in out[0]
+
+
+def test_a_match_over_budget_is_a_hazard_and_counts_as_a_possible_tie(tmp_path, capsys):
+    rng = random.Random(3)
+    value = "".join(rng.choice("ab") for _ in range(6000))
+    regex = write(tmp_path, "a.conf", 'notify 3 {\n\tmatch "cdev" "(a|b)*a(a|b){255}c";\n};\n')
+    literal = write(tmp_path, "b.conf", f'notify 3 {{ match "cdev" "{value}"; }};\n')
+    status, out, _ = lint(regex, literal, capsys=capsys)
+    assert status == 1
+    assert any(line.startswith(f"{regex}:2: warning: hazard: matching") and "steps" in line
+               for line in out), out
+    assert any(line.startswith(f"{literal}:1: warning: notify 3 has the same priority")
+               for line in out), out
+
+
+def test_equal_priority_ties_are_one_line_per_file_pair_with_a_count(tmp_path, capsys):
+    many = "".join(f'notify 7 {{ match "system" "IFNET"; action "a{n}"; }};\n'
+                   for n in range(3000))
+    first = write(tmp_path, "first.conf", many)
+    second = write(tmp_path, "second.conf", many)
+    third = write(tmp_path, "third.conf", 'notify 7 { match "system" "DEVFS"; };\n')
+    status, out, _ = lint(first, second, third, capsys=capsys)
+    assert status == 1
+    assert out == [
+        f"{second}:1: warning: 3000 rules have the same kind and priority as rules of "
+        f"{first} and can match the same events (the first: notify 7, like the rule at "
+        f"{first}:1): which one runs depends on the order devd reads the files "
+        "(readdir order); use a higher priority"
+    ]
+
+
+def test_equal_priority_rules_for_different_literal_values_are_no_tie(tmp_path, capsys):
+    first = write(tmp_path, "first.conf", "".join(
+        f'notify 7 {{ match "cdev" "a{n}"; action "a"; }};\n' for n in range(3000)))
+    second = write(tmp_path, "second.conf", "".join(
+        f'notify 7 {{ match "cdev" "b{n}"; action "b"; }};\n' for n in range(3000)))
+    assert lint(first, second, capsys=capsys)[:2] == (0, [])
+
+
+def test_five_thousand_nested_parentheses_are_linted_without_a_traceback(tmp_path):
+    deep = "(" * 5000 + "hn0" + ")" * 5000
+    write(tmp_path, "deep.conf", f'notify 0 {{ match "subsystem" "{deep}"; action "a"; }};\n')
+    write(tmp_path, "open.conf", f'notify 0 {{ match "cdev" "{"(" * 5000}x"; }};\n')
+    result = run_lint("deep.conf", "open.conf", cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "open.conf:1: error: bad regular expression in match \"cdev\" "
+        f"\"{'(' * 57}...\" (compiled as '{'^' + '(' * 56}...'): unmatched '('"
+    ]
+
+
+def test_a_recursion_error_is_one_line_and_exit_two(tmp_path, capsys, monkeypatch):
+    from hvbsd.devd import lint as lint_module
+
+    def too_deep(*_args, **_kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(lint_module, "lint_paths", too_deep)
+    status, out, err = lint(write(tmp_path, "a.conf", GOOD), capsys=capsys)
+    assert (status, out) == (2, [])
+    assert err == ("hvbsd lint: a file is nested too deeply to check (Python's recursion "
+                   "limit); nothing was checked\n")
+
+
+def test_devices_fifos_and_symlinks_to_them_are_never_read(tmp_path, capsys):
+    os.mkfifo(tmp_path / "fifo.conf")
+    (tmp_path / "zero.conf").symlink_to("/dev/zero")
+    write(tmp_path, "good.conf", GOOD)
+    assert lint(tmp_path, capsys=capsys)[:2] == (0, [])
+    status, out, err = lint(tmp_path / "fifo.conf", capsys=capsys)
+    assert (status, out) == (2, [])
+    assert "not a regular file or directory" in err
+
+
+def test_a_file_over_the_size_cap_is_an_error_not_read_whole(tmp_path, capsys, monkeypatch):
+    from hvbsd.devd import lint as lint_module
+
+    monkeypatch.setattr(lint_module, "MAX_FILE_BYTES", 64)
+    path = write(tmp_path, "big.conf", "# " + "x" * 100 + "\n")
+    status, out, _ = lint(path, capsys=capsys)
+    assert status == 1
+    assert out == [f"{path}:1: error: cannot read it: larger than 64 bytes"]
