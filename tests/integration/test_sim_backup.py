@@ -102,10 +102,13 @@ def test_backup_on_zfs_syncs_the_pool_and_freezes_nothing(sim_guests, hvbsd_env)
     guest = sim_guests("b2", preset="zfs")
     deploy(guest)
     status, result = backup(guest, hvbsd_env)
-    assert status == 0, result
+    # the host saw success, but ZFS has no suspension: writes go on, the
+    # snapshot is crash-consistent only, and the backup never says consistent
+    assert status == 1, result
+    assert result["vss_ok"] is True and result["consistent"] is False
+    assert result["not_consistent_because"] == ["snapshot: a write flowed while it was taken"]
     snapshot = next(s for s in result["steps"] if s["step"] == "snapshot")
     assert snapshot["frozen"] == []
-    # ZFS has no suspension: crash-consistent on disk, writes go on
     assert result["writes"]["blocked_during_snapshot"] is False
     assert result["writes"]["flowed_during_snapshot"] is True
     assert Kernel(guest.kernel_dir).snapshot().pool_syncs.get("zroot", 0) >= 1
@@ -218,3 +221,70 @@ def test_backup_of_a_guest_deployed_with_deploy_yml(sim_guests, sim_root, hvbsd_
     assert result["writes"] == {"probe": PROBE, "blocked_during_snapshot": True,
                                 "flowed_during_snapshot": False, "flowed_after_thaw": True}
     assert len(daemon_pids(guest)) == 1
+
+
+def _start_backup(guest: Guest, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hvbsd", "sim", "backup", guest.name, *options],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_frozen(guest: Guest, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not suspended(guest):
+        assert time.monotonic() < deadline, "the first backup never froze the guest"
+        time.sleep(0.05)
+
+
+def test_a_second_backup_of_a_guest_in_one_is_refused_and_the_first_stays_consistent(
+        sim_guests, hvbsd_env):
+    guest = sim_guests("b9", preset="ufs")
+    deploy(guest)
+    host.start(guest)
+    first = _start_backup(guest, hvbsd_env, "--snapshot-seconds", "4")
+    try:
+        _wait_frozen(guest)
+        for _ in range(2):
+            second = subprocess.run(
+                [sys.executable, "-m", "hvbsd", "sim", "backup", guest.name],
+                env=hvbsd_env, capture_output=True, text=True, timeout=60, check=False)
+            assert second.returncode == 2
+            assert second.stdout == ""
+            assert second.stderr.strip() == (
+                "hvbsd sim backup: guest 'b9' is in a backup already (another 'hvbsd sim"
+                " backup' runs); try again when it has finished")
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    result = json.loads(out)
+    assert result["consistent"] is True
+    assert result["writes"]["flowed_during_snapshot"] is False
+    assert suspended(guest) == []
+    # and once it is over, the next backup runs
+    status, result = backup(guest, hvbsd_env)
+    assert status == 0 and result["consistent"] is True
+
+
+def test_a_thaw_from_elsewhere_during_the_snapshot_makes_the_backup_not_consistent(
+        sim_guests, hvbsd_env):
+    guest = sim_guests("b10", preset="ufs")
+    deploy(guest)
+    host.start(guest)
+    first = _start_backup(guest, hvbsd_env, "--snapshot-seconds", "4")
+    try:
+        _wait_frozen(guest)
+        time.sleep(0.5)  # the probe write is blocked by now (it is tried at once)
+        assert host.request(guest, "THAW", 10)["status"] == "HV_S_OK"
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    result = json.loads(out)
+    assert first.returncode == 1, err
+    assert result["consistent"] is False
+    assert result["writes"]["flowed_during_snapshot"] is True
+    assert "snapshot: a write flowed while it was taken" in result["not_consistent_because"]

@@ -1,4 +1,4 @@
-"""The simulated hv_vss driver's rules (FACTS.md 5.3, 5.4), seen from both sides.
+"""The simulated hv_vss driver's rules (hv_snapshot.c), seen from both sides.
 
 The guest here has no hvbsd configuration, so nothing starts a daemon when
 the devices appear: the test itself opens the devices (from the host side,
@@ -186,9 +186,35 @@ def test_one_timer_covers_both_stages(bare):
     app.close()
 
 
-def test_get_dm_info_is_answered_by_the_kernel_and_unknown_ops_fail(bare):
+def test_get_dm_info_is_answered_by_the_kernel_and_unknown_ops_get_no_response(bare):
+    daemon = Scripted(bare)
     assert host.request(bare, "GET_DM_INFO", 2)["status"] == "HV_S_OK"
-    assert host.request(bare, "BU_COMPLETE", 2)["status"] == "HV_E_FAIL"
+    for name in ("BU_COMPLETE", "CREATE", "AUTO_RECOVER"):
+        reply = host.request(bare, name, host_timeout=VSS_TIMEOUT / 2)
+        assert reply["status"] is None, name  # hv_vss_process_request sends nothing
+    assert daemon.next(0.1) is None  # and the daemon is not asked
+    assert [e["outcome"] for e in events(bare) if e.get("op") == "BU_COMPLETE"] == [
+        "no response: unknown operation"]
+    daemon.close()
+
+
+def test_the_host_stopping_sigkills_the_guest_process_that_opened_the_device(bare):
+    opener = bare.popen(
+        ["python3", "-c", "import socket,time\n"
+         "s=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET)\n"
+         "s.connect('/dev/hv_fsvss_dev'); s.recv(100); print('open', flush=True)\n"
+         "time.sleep(120)\n"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert opener.stdout is not None and opener.stdout.readline() == b"open\n"
+        status = host.call(bare, {"op": "status"})["driver"]
+        assert status["fs_registered"] and status["fs_opener"] is not None
+        host.stop(bare)
+        assert opener.wait(20) in (-9, 137)  # SIGKILL, as hv_vss_detach sends it
+    finally:
+        if opener.poll() is None:
+            opener.kill()
+            opener.wait()
 
 
 def test_stopping_the_guest_stops_its_host(sim_guests):

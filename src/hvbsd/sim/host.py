@@ -386,9 +386,50 @@ def _read_line(process: subprocess.Popen[bytes], timeout: float) -> Optional[str
     return line.decode(errors="replace").strip() or None
 
 
+class BackupBusy(HostError):
+    """The guest is in a backup already."""
+
+    exit_status = 2
+
+
+@contextlib.contextmanager
+def _backup_lock(guest: Guest) -> Any:
+    """One backup per guest: the driver takes one transaction at a time, and a
+    second host's THAW would end the first one's snapshot."""
+    path = guest.state_dir / "backup.lock"
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise HostError(f"guest {guest.name!r}: cannot open {path}: {error.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupBusy(f"guest {guest.name!r} is in a backup already (another"
+                             " 'hvbsd sim backup' runs); try again when it has finished"
+                             ) from None
+        yield
+    finally:
+        os.close(handle)
+
+
 def backup(guest: Guest, *, thaw: bool = True, host_timeout: float = 30.0,
            probe: str = PROBE_PATH, snapshot_seconds: float = 0.5) -> Dict[str, Any]:
-    """The host's backup: HOT_BACKUP check, FREEZE, snapshot (with a write), THAW."""
+    """The host's backup: HOT_BACKUP check, FREEZE, snapshot (with a write), THAW.
+
+    ``consistent`` is true only when the host saw every step succeed AND the
+    probe write was held back for the whole snapshot (nothing flowed while the
+    snapshot was taken, nothing was thawed under it). A guest already in a
+    backup is refused with BackupBusy.
+    """
+    guest.require_running()
+    with _backup_lock(guest):
+        return _backup(guest, thaw=thaw, host_timeout=host_timeout, probe=probe,
+                       snapshot_seconds=snapshot_seconds)
+
+
+def _backup(guest: Guest, *, thaw: bool, host_timeout: float, probe: str,
+            snapshot_seconds: float) -> Dict[str, Any]:
     from hvbsd.sim.kernel import Kernel
 
     start(guest)
@@ -396,8 +437,9 @@ def backup(guest: Guest, *, thaw: bool = True, host_timeout: float = 30.0,
     steps: List[Dict[str, Any]] = []
     result: Dict[str, Any] = {"guest": guest.name, "steps": steps}
     writes: Dict[str, Any] = {"probe": probe, "blocked_during_snapshot": None,
-                              "flowed_after_thaw": None}
+                              "flowed_during_snapshot": None, "flowed_after_thaw": None}
     result["writes"] = writes
+    reasons: List[str] = []
 
     def host_step(step: str, host_op: str) -> bool:
         reply = request(guest, host_op, host_timeout)
@@ -406,11 +448,13 @@ def backup(guest: Guest, *, thaw: bool = True, host_timeout: float = 30.0,
         if "flags" in reply:
             entry["flags"] = reply["flags"]
         steps.append(entry)
+        if reply["status"] != "HV_S_OK":
+            reasons.append(f"{step}: the host saw {entry['status']}")
         return bool(reply["status"] == "HV_S_OK")
 
-    consistent = host_step("check", "HOT_BACKUP") and host_step("freeze", "FREEZE")
+    vss_ok = host_step("check", "HOT_BACKUP") and host_step("freeze", "FREEZE")
     writer: Optional[subprocess.Popen[bytes]] = None
-    if consistent:
+    if vss_ok:
         began = time.monotonic()
         state = kernel.snapshot()
         frozen = [m.mountpoint for m in state.mounts if m.fsid in state.suspended]
@@ -422,11 +466,24 @@ def backup(guest: Guest, *, thaw: bool = True, host_timeout: float = 30.0,
         writes["blocked_during_snapshot"] = bool(first and first.startswith("blocked"))
         writes["flowed_during_snapshot"] = first == "written"
         time.sleep(max(0.0, snapshot_seconds - (time.monotonic() - began)))
+        if writes["blocked_during_snapshot"] and _read_line(writer, 0.0) == "written":
+            # held back at first, then let through before the host's THAW
+            writes["flowed_during_snapshot"] = True
+            writes["flowed_after_thaw"] = False
+        state = kernel.snapshot()
+        still = [m.mountpoint for m in state.mounts if m.fsid in state.suspended]
         steps.append({"step": "snapshot", "frozen": frozen,
                       "latency": round(time.monotonic() - began, 4)})
+        if sorted(still) != sorted(frozen):
+            steps[-1]["frozen_at_end"] = still
+            reasons.append("snapshot: the frozen filesystems changed while it was taken")
+        if writes["flowed_during_snapshot"]:
+            reasons.append("snapshot: a write flowed while it was taken")
+        elif not writes["blocked_during_snapshot"]:
+            reasons.append("snapshot: the probe write neither blocked nor flowed")
         if thaw:
-            consistent = host_step("thaw", "THAW")
-            if writes["blocked_during_snapshot"]:
+            vss_ok = host_step("thaw", "THAW") and vss_ok
+            if writes["blocked_during_snapshot"] and writes["flowed_after_thaw"] is None:
                 writes["flowed_after_thaw"] = _read_line(writer, 5.0) == "written"
         else:
             steps.append({"step": "thaw", "host_op": "THAW", "status": "not sent",
@@ -440,7 +497,10 @@ def backup(guest: Guest, *, thaw: bool = True, host_timeout: float = 30.0,
             writer.wait()
     state = kernel.snapshot()
     result["frozen_after"] = [m.mountpoint for m in state.mounts if m.fsid in state.suspended]
-    result["consistent"] = bool(consistent)
+    result["vss_ok"] = bool(vss_ok)
+    result["consistent"] = bool(vss_ok) and not reasons
+    if reasons:
+        result["not_consistent_because"] = reasons
     return result
 
 

@@ -20,10 +20,14 @@ through the guest's hvbsd-sim-write (the one writer that honours simulated
 UFS suspension; ordinary writes are not intercepted).  Prints JSON: per step
 the status the host saw (HV_S_OK, HV_E_FAIL, no reply, not sent) and its
 latency in seconds, whether the write blocked during the snapshot and flowed
-after the thaw, and the filesystems still frozen at the end.
+after the thaw, and the filesystems still frozen at the end.  "consistent"
+is true only when every step succeeded and the write was held back for the
+whole snapshot (on ZFS, which has no suspension, writes flow: the host saw
+success, "vss_ok", but the snapshot is crash-consistent only).  One backup
+of a guest at a time: a second one is refused.
 
-exit status: 0 the host would call the backup application-consistent,
-1 it would not, 2 bad input, other: the guest cannot be used
+exit status: 0 consistent, 1 not consistent, 2 bad input or the guest is in
+a backup already, other: the guest cannot be used
 """
 
 
