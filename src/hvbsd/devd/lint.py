@@ -38,7 +38,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from hvbsd.devd.config import MEDIA_TYPES, Config, DevdSyntaxError, Match, Rule
 from hvbsd.devd.expand import brace_references
@@ -311,6 +311,40 @@ class _EqualPriority:
         )
 
 
+class _FileIndex:
+    """The rules of one file in one (kind, priority) group, indexed by literal values."""
+
+    def __init__(self) -> None:
+        self.rules: list[Rule] = []
+        self.by_literal: dict[str, dict[str, list[Rule]]] = {}
+        self.without_literal: dict[str, list[Rule]] = {}
+
+    def add(self, rule: Rule, literals: dict[str, str]) -> None:
+        for variable in literals.keys() - self.by_literal.keys():
+            self.by_literal[variable] = {}
+            self.without_literal[variable] = list(self.rules)
+        for variable, index in self.by_literal.items():
+            if variable in literals:
+                index.setdefault(literals[variable], []).append(rule)
+            else:
+                self.without_literal[variable].append(rule)
+        self.rules.append(rule)
+
+    def candidates(self, literals: dict[str, str]) -> Iterator[Rule]:
+        """Its rules that a rule with these literal values may tie with (a superset)."""
+        best: Optional[tuple[list[Rule], list[Rule]]] = None
+        for variable, value in literals.items():
+            if variable in self.by_literal:
+                pair = (self.by_literal[variable].get(value, []), self.without_literal[variable])
+                if best is None or len(pair[0]) + len(pair[1]) < len(best[0]) + len(best[1]):
+                    best = pair
+        if best is None:
+            yield from self.rules
+        else:
+            yield from best[0]
+            yield from best[1]
+
+
 def _equal_priority_problems(config: Config) -> list[Problem]:
     """One warning per pair of files whose rules can tie, with how many rules do."""
     checker = _EqualPriority(config.icase)
@@ -319,38 +353,21 @@ def _equal_priority_problems(config: Config) -> list[Problem]:
         groups[(rule.kind, rule.priority)].append(rule)
     # (earlier file, later file) -> [count, first later rule, its earlier rule]
     ties: dict[tuple[str, str], list] = {}
-    order = {id(rule): index for index, rule in enumerate(config.rules)}
     for rules in groups.values():
         if len({rule.file for rule in rules}) < 2:
             continue
-        earlier: list[Rule] = []
-        by_literal: dict[str, dict[str, list[Rule]]] = {}
-        without_literal: dict[str, list[Rule]] = {}
+        files: dict[str, _FileIndex] = {}
         for rule in rules:
             literals = checker.literals(rule)
-            candidates = earlier
-            for variable, value in literals.items():
-                if variable in by_literal:
-                    narrowed = by_literal[variable].get(value, []) + without_literal[variable]
-                    if len(narrowed) < len(candidates):
-                        candidates = narrowed
-            seen_files = {rule.file}
-            for other in sorted(candidates, key=lambda candidate: order[id(candidate)]):
-                if other.file in seen_files:
+            for name, index in files.items():
+                if name == rule.file:
                     continue
-                if checker.may_match_same_event(other, rule):
-                    seen_files.add(other.file)
-                    tie = ties.setdefault((other.file, rule.file), [0, rule, other])
-                    tie[0] += 1
-            for variable in literals.keys() - by_literal.keys():
-                by_literal[variable] = {}
-                without_literal[variable] = list(earlier)
-            for variable, index in by_literal.items():
-                if variable in literals:
-                    index.setdefault(literals[variable], []).append(rule)
-                else:
-                    without_literal[variable].append(rule)
-            earlier.append(rule)
+                for other in index.candidates(literals):
+                    if checker.may_match_same_event(other, rule):
+                        tie = ties.setdefault((name, rule.file), [0, rule, other])
+                        tie[0] += 1
+                        break
+            files.setdefault(rule.file, _FileIndex()).add(rule, literals)
     problems = []
     for (earlier_file, later_file), (count, later, other) in ties.items():
         if count == 1:
