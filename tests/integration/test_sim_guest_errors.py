@@ -166,6 +166,25 @@ def _unprivileged_python() -> str | None:
     return None
 
 
+def _sources_nobody_can_import(tmp_path: Path) -> Path:
+    """A copy of the hvbsd package under ``tmp_path``, readable by any user.
+
+    The checkout may sit under a 0700 directory (``mktemp -d``, a private
+    home); nobody could not import it there, so the test gives it a copy.
+    """
+    import hvbsd
+
+    os.chmod(tmp_path, 0o755)
+    for parent in tmp_path.parents:
+        if str(parent) in ("/", "/tmp"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o005)
+    source = tmp_path / "src"
+    package = Path(hvbsd.__file__).resolve().parent
+    shutil.copytree(package, source / "hvbsd", ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_works_for_an_ordinary_user_through_user_namespaces(tmp_path):
     if shutil.which("setpriv") is None:
@@ -174,21 +193,16 @@ def test_works_for_an_ordinary_user_through_user_namespaces(tmp_path):
     if python is None:
         pytest.skip("no Python this machine lets an ordinary user run")
     nobody = pwd.getpwnam("nobody")
+    source = _sources_nobody_can_import(tmp_path)
     root = tmp_path / "nobody-sim"
     root.mkdir()
     os.chown(root, nobody.pw_uid, nobody.pw_gid)
-    os.chmod(tmp_path, 0o755)
-    for parent in tmp_path.parents:
-        if str(parent) in ("/", "/tmp"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o005)
-    source = Path(__file__).resolve().parents[2] / "src"
     script = (
         "import sys\n"
         "from hvbsd.sim.guest import Guest\n"
         f"g = Guest.create('u1', {str(root)!r})\n"
         "r = g.exec(['sh', '-c', 'id -u; echo x > /etc/owned; cat /etc/owned'], text=True)\n"
-        "print(r.stdout, end='')\n"
+        "print(r.stdout, r.stderr, end='')\n"
         "g.destroy()\n"
     )
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(source), "HOME": "/"}
