@@ -14,8 +14,11 @@ instead; the scripts an action starts still run with their own ``#!`` line.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -58,18 +61,28 @@ def devd_shell() -> tuple[str, ...]:
     )
 
 
-def run_like_devd(command: str) -> int:
-    """Run one expanded action as devd does; return its exit status (-N: killed by signal N)."""
-    completed = subprocess.run(
+def run_like_devd(command: str, timeout: Optional[float] = None) -> int:
+    """Run one expanded action as devd does; return its exit status (-N: killed by signal N).
+
+    devd waits for an action however long it takes (``my_system`` in devd.cc);
+    with `timeout` the action's whole process group is killed after that many
+    seconds instead, and the status is -SIGKILL.
+    """
+    process = subprocess.Popen(
         [*devd_shell(), "-c", command],
         env={"PATH": DEVD_PATH},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         close_fds=True,
-        check=False,
+        start_new_session=timeout is not None,
     )
-    return completed.returncode
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
 
 
 @dataclass(frozen=True)
@@ -82,24 +95,47 @@ class DispatchRecord:
     statuses: tuple[int, ...]  # one per command
     started: float  # time.time() when the event was taken up
     durations: tuple[float, ...]  # seconds per command
+    passed_over: tuple[str, ...] = ()  # rules hvbsd could not evaluate (regex budgets)
 
     @property
     def matched(self) -> bool:
         return self.rule is not None
 
     def describe(self) -> str:
-        """One line for logs: the event, the rule that ran and each command's status."""
+        """One printable line for logs: the event, the rule that ran, each command's status.
+
+        Event values are hostile: anything unprintable (a newline that would
+        forge a log line, an undecodable byte) is shown escaped.
+        """
+        event = _printable(self.event.line)
+        notes = "".join(f" [{_printable(note)}]" for note in self.passed_over)
         if self.rule is None:
-            return f"{self.event.line}: no rule"
+            return f"{event}: no rule{notes}"
         ran = "; ".join(
-            f"{command!r} -> {status}" for command, status in zip(self.commands, self.statuses)
+            f"{_printable(repr(command))} -> {status}"
+            for command, status in zip(self.commands, self.statuses)
         )
         where = f"{self.rule.file}:{self.rule.line} ({self.rule.kind} {self.rule.priority})"
-        return f"{self.event.line}: {where}: {ran or 'no action'}"
+        return f"{event}: {_printable(where)}: {ran or 'no action'}{notes}"
+
+
+def _printable(text: str) -> str:
+    if text.isprintable() and text.isascii():
+        return text
+    return text.encode("ascii", "backslashreplace").decode("ascii").translate(_CONTROLS)
+
+
+_CONTROLS = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
 
 
 class Dispatcher:
-    """devd's event loop without the kernel: one event at a time, first matching rule only."""
+    """devd's event loop without the kernel: one event at a time, first matching rule only.
+
+    Matching is bounded (see posix_regex): a rule hvbsd cannot evaluate is
+    passed over and named in the record.  `action_timeout` bounds each action
+    of the default runner (devd itself has none); an injected `run` bounds its
+    own.
+    """
 
     def __init__(
         self,
@@ -108,6 +144,7 @@ class Dispatcher:
         quoting: str = "quoted",
         log: Optional[Callable[[DispatchRecord], None]] = None,
         media_type: Optional[MediaLookup] = None,
+        action_timeout: Optional[float] = None,
     ) -> None:
         if quoting not in QUOTING_MODES:
             raise ValueError(
@@ -117,7 +154,8 @@ class Dispatcher:
         if run is None:
             devd_shell()  # fail now, not at the first event, if no shell fits
         self.config = config
-        self.run = run if run is not None else run_like_devd
+        self.run = run if run is not None else functools.partial(
+            run_like_devd, timeout=action_timeout)
         self.quoting = quoting
         self.log = log
         self.media_type = media_type
@@ -137,7 +175,8 @@ class Dispatcher:
             event = Event.parse(event)
         with self._one_at_a_time:
             started = time.time()
-            rule = self.config.first_match(event, self.media_type)
+            passed_over: list[str] = []
+            rule = self.config.first_match(event, self.media_type, passed_over)
             commands = self.expand_actions(rule, event) if rule is not None else ()
             statuses = []
             durations = []
@@ -146,7 +185,8 @@ class Dispatcher:
                 statuses.append(self.run(command))
                 durations.append(time.monotonic() - began)
             record = DispatchRecord(
-                event, rule, commands, tuple(statuses), started, tuple(durations)
+                event, rule, commands, tuple(statuses), started, tuple(durations),
+                tuple(passed_over),
             )
             if self.log is not None:
                 self.log(record)

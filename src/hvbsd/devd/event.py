@@ -13,6 +13,11 @@ Values may be ``"quoted"`` (``\\"`` inside is a quote).  Parsing of the pairs
 stops at the first word that is not ``name=value``, as devd's does.  Every
 event also gets ``*`` (the whole line), ``_`` (the line without its first
 character) and ``timestamp`` (``seconds.microseconds``).
+
+devd reads one event with ``read(fd, buffer, sizeof(buffer) - 1)`` into a
+``DEVCTL_MAXBUF`` buffer and handles it as a C string (``event_loop`` and
+``process_event`` in devd.cc), so a line is cut at its first NUL byte and
+after `MAX_EVENT_BYTES` bytes here too: no event value is longer than that.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 EVENT_KINDS = {"!": "notify", "+": "attach", "-": "detach", "?": "nomatch"}
+MAX_EVENT_BYTES = 8191  # DEVCTL_MAXBUF - 1
+
+
+def _as_devd_reads_it(line: str) -> str:
+    """`line` cut at its first NUL and to MAX_EVENT_BYTES bytes (UTF-8), as devd sees it."""
+    raw = line.encode("utf-8", "surrogateescape")
+    nul = raw.find(0)
+    if nul >= 0:
+        raw = raw[:nul]
+    if len(raw) <= MAX_EVENT_BYTES and nul < 0:
+        return line
+    return raw[:MAX_EVENT_BYTES].decode("utf-8", "surrogateescape")
 
 
 def _is_name_char(char: str) -> bool:
@@ -102,7 +119,7 @@ class Event:
     @classmethod
     def parse(cls, line: str, timestamp: Optional[float] = None) -> Event:
         """Parse one devctl line; `timestamp` defaults to now, as devd stamps on arrival."""
-        text = line.rstrip("\n")
+        text = _as_devd_reads_it(line).rstrip("\n")
         if not text:
             raise ValueError("devctl event line is empty")
         kind = EVENT_KINDS.get(text[0])

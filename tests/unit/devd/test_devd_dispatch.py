@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -111,3 +112,44 @@ def test_event_without_rule_runs_nothing_and_is_still_logged():
 def test_unknown_quoting_mode_is_refused():
     with pytest.raises(ValueError, match="quoting 'safe' is not one of raw, quoted"):
         Dispatcher(config_with("true"), quoting="safe")
+
+
+def test_a_log_line_carries_no_newline_or_undecodable_byte_from_an_event(tmp_path):
+    config = config_with(f"touch {tmp_path / 'ran'}")
+    hostile = Event.notify("IFNET", "hn0\nFAKE: forged line\udcff\u2028", "ATTACH")
+    line = Dispatcher(config).dispatch(hostile).describe()
+    assert "\n" not in line and "\u2028" not in line
+    assert "\\x0a" in line or "\\n" in line
+    line.encode("ascii")  # any log file takes it, whatever its encoding
+
+
+def test_a_rule_hvbsd_cannot_evaluate_is_passed_over_and_named():
+    config = parse_text(
+        'notify 9 {\n\tmatch "subsystem" "((a{255}){255}){255}";\n\taction "never";\n};\n'
+        'notify 1 { match "system" "IFNET"; action "fallback"; };\n', "x.conf")
+    ran: list[str] = []
+    record = Dispatcher(config, run=lambda command: ran.append(command) or 0).dispatch(
+        Event.notify("IFNET", "a" * 100, "ATTACH"))
+    assert ran == ["fallback"]
+    assert len(record.passed_over) == 1 and record.passed_over[0].startswith("x.conf:1: ")
+    assert "passed over" in record.describe()
+
+
+def test_an_action_that_never_ends_is_killed_with_its_children_at_the_timeout(tmp_path):
+    pidfile = tmp_path / "child"
+    config = config_with(f"sleep 300 & echo $$! > {pidfile}; wait")
+    record = Dispatcher(config, action_timeout=1).dispatch(Event.notify("IFNET", "hn0", "ATTACH"))
+    assert record.statuses == (-9,)
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as stat:
+            if stat.read().split(") ")[-1].startswith("Z"):
+                break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the action's background child outlived the timeout")

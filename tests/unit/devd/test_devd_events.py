@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hvbsd.devd import Event
+from hvbsd.devd.event import MAX_EVENT_BYTES
 
 
 def test_notify_line_gives_its_pairs_and_the_whole_line():
@@ -91,3 +92,16 @@ def test_builders_refuse_names_devd_could_not_read():
         Event.notify("X", "Y", "Z", {"a b": "1"})
     with pytest.raises(ValueError, match="device name 'hn 0' must not contain white space"):
         Event.attach("hn 0")
+
+
+def test_a_nul_ends_the_event_as_devd_reads_a_c_string():
+    event = Event.parse("!system=IFNET subsystem=hn0\x00;reboot type=ATTACH")
+    assert event.get("subsystem") == "hn0"
+    assert "type" not in event.variables
+    assert event.line == "!system=IFNET subsystem=hn0"
+
+
+def test_an_event_is_cut_at_devds_buffer_size():
+    event = Event.parse("!system=IFNET subsystem=" + "\u00e9" * 20_000)
+    assert len(event.line.encode("utf-8", "surrogateescape")) == MAX_EVENT_BYTES
+    assert len(event.get("subsystem").encode("utf-8", "surrogateescape")) < MAX_EVENT_BYTES

@@ -139,3 +139,14 @@ def test_rendered_rules_use_plain_dollar_variables_and_no_vm_guest(example, load
     assert not [line for line in text.splitlines()
                 if "vm_guest" in line and not line.lstrip().startswith("#")]
     parse_text(text, HVBSD_FILE)
+
+
+@pytest.mark.parametrize("hvbsd_first", [False, True], ids=["stock-first", "hvbsd-first"])
+@pytest.mark.parametrize("name", ["hn0;reboot", "$(reboot)", "mce0 `reboot`", "HN0\nreboot", ""])
+def test_hostile_names_stop_at_hvbsds_rule_that_runs_nothing(hvbsd_first, name):
+    variables = {"hyperv_guest_mode": "lagg", "hyperv_guest_interfaces": [{"name": "hn0"}]}
+    config = _config(render_host(variables)[HVBSD_FILE].content.decode(), hvbsd_first)
+    for system, kind in (("ETHERNET", "IFATTACH"), ("HYPERV_NIC_VF", "VF_UP")):
+        rule = config.first_match(Event.notify(system, name, kind), _ethernet)
+        assert rule is not None and rule.file == HVBSD_FILE and rule.actions == (), (
+            f"{system} {kind} {name!r}: devd would run {rule}")
