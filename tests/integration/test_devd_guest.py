@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hvbsd.devd import Event
 from hvbsd.sim.devd_guest import dispatch
 from hvbsd.sim.kernel import Kernel
 from hvbsd.sim.rendered import install_rendered
@@ -57,10 +58,36 @@ def test_vf_hot_plug_through_hvbsds_rules_builds_the_lagg(sim_guests, quoting):
     assert [a.address for a in lagg.inet] == address
 
 
-def test_hostile_subsystem_is_one_word_for_the_script_under_quoting_devd(sim_guests):
+def hostile_names(canary: str) -> list[str]:
+    """Interface names that try to run `touch canary` in every way a shell allows."""
+    touch = f"touch {canary}"
+    names = [f"hn0{char}{touch}" for char in ";&|<>()$`\\\"' \t\n*?[]#~=%!{}^,"]
+    names += [
+        f"$({touch})", f"`{touch}`", f"hn0$({touch})", f"hn0`{touch}`", f"hn0;{touch};",
+        f"hn0&&{touch}", f"hn0||{touch}", f"';{touch};'", f'";{touch};"', f"hn0\n{touch}",
+        f"hn0\r\n{touch}", f">{canary}", f"hn0>{canary}", f"${{IFS}}{touch}",
+        f"mce0;{touch}", f"hn0\\;{touch}", "-rf", "../../etc/passwd", "hn0 hn1", "",
+        "hn" + "0" * 40, f"hn0\u037e{touch}", "\uff48\uff4e0", f"hn0\u2028{touch}",
+        f"hn0\u00a0{touch}", "mce\U0001f4a50",
+    ]
+    return names
+
+
+@pytest.mark.parametrize("quoting", ["quoted", "raw"])
+def test_hostile_interface_names_never_reach_a_shell_through_hvbsds_rules(sim_guests, quoting):
     guest = sim_guests("hostile")
     install_rendered(guest, lagg_variables())
-    record = dispatch(guest, '!system=HYPERV_NIC_VF subsystem="hn0;touch /tmp/pwned" type=VF_UP')
-    assert record.statuses == (2,), "the script refuses the name"
-    assert not guest.path("/tmp/pwned").exists()
+    names = hostile_names("/tmp/canary")
+    assert len(names) > 50
+    log_file = guest.state_dir / "devd.log"
+    logged_before = len(log_file.read_bytes().splitlines()) if log_file.exists() else 0
+    for name in names:
+        for system, kind in (("ETHERNET", "IFATTACH"), ("HYPERV_NIC_VF", "VF_UP")):
+            record = dispatch(guest, Event.notify(system, name, kind), quoting=quoting)
+            assert record.rule is not None
+            assert record.rule.file == "/usr/local/etc/devd/hvbsd.conf", record.describe()
+            assert record.commands == (), record.describe()
+            assert not guest.path("/tmp/canary").exists(), f"{quoting}: {name!r} ran code"
     assert Kernel(guest.kernel_dir).snapshot().find("lagg0") is None
+    log = log_file.read_text(encoding="ascii")  # printable: no event forges a line
+    assert len(log.splitlines()) == logged_before + 2 * len(names)
