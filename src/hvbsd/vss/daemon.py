@@ -16,7 +16,7 @@ import signal
 import stat
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from hvbsd.vss import files, procs, protocol
 from hvbsd.vss.channel import (
@@ -35,7 +35,7 @@ from hvbsd.vss.hooks import HookDirError, Hooks
 from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink, clean
 from hvbsd.vss.options import seconds_up_to
 from hvbsd.vss.platform import FreeBSDPlatform, Platform, PlatformError, SimPlatform
-from hvbsd.vss.policy import CHOICES, SCOPE_APP, SCOPE_FS, Policy, Settings
+from hvbsd.vss.policy import CHOICES, SCOPE_APP, SCOPE_FS, Deadline, Policy, Settings
 from hvbsd.vss.protocol import Message, Op, Status
 from hvbsd.vss.state import STATE_VERSION, State, StateError, dump_state, load_state
 
@@ -61,6 +61,22 @@ ORPHAN_WINDOW_SECONDS = 600.0
 
 
 _seconds = seconds_up_to(86400)
+
+#: the hv_vss driver's one timer per request (hv_snapshot.c, TIMEOUT_LIMIT)
+DRIVER_TIMEOUT = 15.0
+#: the default request budget: a 3 s margin inside the driver's timer
+BUDGET = 12.0
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < DRIVER_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be more than 0 and less than the driver's {DRIVER_TIMEOUT:g} s")
+    return value
 
 
 def _glob(text: str) -> str:
@@ -96,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="thaw by itself when no THAW arrives within this (default 60)")
     parser.add_argument("--hook-timeout", type=_seconds, default=5.0, metavar="SECONDS",
                         help="kill a hook that runs longer (default 5)")
+    parser.add_argument("--budget", type=_budget, default=BUDGET, metavar="SECONDS",
+                        help=f"answer each request within this, counted from when the driver"
+                        f" queued it; less than {DRIVER_TIMEOUT:g} (default {BUDGET:g})")
     parser.add_argument("--hooks-dir", default=HOOKS_DIR, metavar="DIR",
                         help=f"hook directory (default {HOOKS_DIR})")
     parser.add_argument("--state-file", default=STATE_FILE, metavar="PATH",
@@ -173,7 +192,8 @@ class Daemon:
             platform, hooks,
             Settings(zfs=args.zfs, other_fs=args.other_fs, excludes=tuple(args.exclude),
                      hooks_on_fs=args.app_device is None),
-            log, on_state=self.write_state)
+            log, on_state=self.write_state, defer_hook_thaws=True)
+        self._last_request: Optional[Tuple[int, float]] = None
         self.stopping: Optional[str] = None
         self._wake_read = -1
 
@@ -270,6 +290,7 @@ class Daemon:
             poller.register(channel.fileno(), READ_EVENTS)
             by_fd[channel.fileno()] = channel
         self.log.info(f"serving {', '.join(c.path for c in channels)} (pid {os.getpid()})")
+        self.warn_about_own_files()
         self.write_state()
         status = EX_OK
         while self.stopping is None:
@@ -290,7 +311,23 @@ class Daemon:
                 for fragment in channel.expire(now):
                     self._handle(channel, fragment)
             self._watchdog(now)
+            self.hooks.reaper.reap()  # orphans of hooks, adopted as their reaper
         return self._shutdown(status)
+
+    def warn_about_own_files(self) -> None:
+        """Say so when a file this process holds open for writing is on a
+        filesystem a FREEZE would suspend: the kernel would refuse it."""
+        try:
+            plan = self.policy.plan()
+        except PlatformError:
+            return
+        for fd, path, mount in self.policy.writable_files_on(plan.suspend):
+            what = {1: "standard output", 2: "standard error"}.get(fd, f"descriptor {fd}")
+            self.log.warning(
+                f"{what} ({path}) is open for writing on {mount.mount_on}, which FREEZE"
+                " suspends: the kernel refuses that with EDEADLK, so every backup would"
+                f" fail; send it elsewhere (run without -n, or redirect it off"
+                f" {mount.mount_on}) or --exclude {mount.mount_on}")
 
     def _on_signal(self, number: int, frame: object) -> None:
         self.stopping = signal.Signals(number).name
@@ -344,12 +381,13 @@ class Daemon:
             if item.msgid:
                 self._answer(channel, item.reply(Status.FAIL))
             return
+        deadline = self._deadline(item)
         if item.op == Op.CHECK:
             outcome = self.policy.check(scope)
         elif item.op == Op.FREEZE:
-            outcome = self.policy.freeze(scope)
+            outcome = self.policy.freeze(scope, deadline)
         elif item.op == Op.THAW:
-            outcome = self.policy.thaw(scope)
+            outcome = self.policy.thaw(scope, deadline=deadline)
         else:
             self.log.error(f"{channel.path}: unknown {item.op_name} (msgid {item.msgid}):"
                            " answering FAIL")
@@ -358,9 +396,39 @@ class Daemon:
         name = item.op_name if scope == SCOPE_FS else f"APP {item.op_name}"
         (self.log.info if outcome.ok else self.log.error)(
             f"{name}: {'ok' if outcome.ok else 'FAIL'}: {outcome.message}")
+        if deadline.spent:
+            self.log.warning(f"{name}: answered {-deadline.left():.1f} s after the request"
+                             f" budget of {self.args.budget:g} s")
         # answer first: the kernel's 15 s budget runs, the state file can wait a moment
         self._answer(channel, item.reply(Status.SUCCESS if outcome.ok else Status.FAIL))
         self.record(name, outcome.ok, outcome.message)
+        if (item.op == Op.FREEZE and scope == SCOPE_FS and not outcome.ok
+                and not self.policy.settings.hooks_on_fs and self.policy.frozen_hooks):
+            # the driver never tells the app to thaw after a failed daemon FREEZE
+            # (hv_snapshot.c, hv_vss_daemon_acked answers the host and stops there)
+            undo = self.policy.thaw(SCOPE_APP, "filesystem FREEZE failed")
+            (self.log.info if undo.ok else self.log.error)(f"APP THAW: {undo.message}")
+            self.record("APP THAW", undo.ok, undo.message)
+        finished = self.policy.finish()
+        if finished is not None:
+            (self.log.info if finished.ok else self.log.error)(finished.message)
+            self.record(f"{name} HOOKS", finished.ok, finished.message)
+
+    def _deadline(self, item: Message) -> Deadline:
+        """The request's budget runs from when it was read, or from when it was
+        read on the other channel (the same transaction: the driver passes one
+        request, one msgid, from app to daemon or back), or from its arrival in
+        the driver: the msgid is the kernel's nanotime() then (hv_snapshot.c,
+        hv_vss_init_req), when that is plausible."""
+        now = time.monotonic()
+        start = now
+        if self._last_request is not None and self._last_request[0] == item.msgid:
+            start = min(start, self._last_request[1])
+        waited = (time.time_ns() - item.msgid) / 1e9
+        if 0 <= waited <= DRIVER_TIMEOUT:
+            start = min(start, now - waited)
+        self._last_request = (item.msgid, start)
+        return Deadline(start + self.args.budget)
 
     def _answer(self, channel: Channel, frame: bytes) -> None:
         try:

@@ -68,33 +68,47 @@ class Suspension(abc.ABC):
 
 
 class Platform(abc.ABC):
-    """The kernel services a freeze needs."""
+    """The kernel services a freeze needs.
+
+    ``timeout`` bounds a step where the platform can bound it (a child
+    process, a socket); ``None`` means the platform's own limit.
+    ``skipped`` holds why entries of the last mount listing were left out.
+    """
+
+    skipped: List[str]
 
     @abc.abstractmethod
     def list_mounts(self) -> List[Mount]: ...
 
     @abc.abstractmethod
-    def suspend(self, mount: Mount) -> Suspension:
+    def suspend(self, mount: Mount, timeout: Optional[float] = None) -> Suspension:
         """Suspend writes to one UFS filesystem; PlatformError if the kernel refuses."""
 
     @abc.abstractmethod
-    def sync(self) -> None:
+    def sync(self, timeout: Optional[float] = None) -> None:
         """Flush every filesystem's dirty data (sync(2))."""
 
     @abc.abstractmethod
-    def zpool_sync(self, pools: Sequence[str]) -> None:
+    def zpool_sync(self, pools: Sequence[str], timeout: Optional[float] = None) -> None:
         """Write the named pools' dirty data to the main pool storage."""
+
+    def fd_mount(self, fd: int, mounts: Sequence[Mount]) -> Optional[Mount]:
+        """The mount holding the file open on ``fd``, if the platform can tell."""
+        return None
 
 
 def _text(raw: bytes) -> str:
     return os.fsdecode(raw.split(b"\0", 1)[0])
 
 
-def parse_statfs(buffer: bytes, count: Optional[int] = None) -> List[Mount]:
+def parse_statfs(buffer: bytes, count: Optional[int] = None,
+                 skipped: Optional[List[str]] = None) -> List[Mount]:
     """Decode ``count`` consecutive ``struct statfs`` (FreeBSD 12+ layout).
 
     Refuses (PlatformError EINVAL) an entry whose ``f_version`` is not
-    STATFS_VERSION: another layout would be misread silently.
+    STATFS_VERSION: another layout would be misread silently. An entry that
+    is laid out right but cannot be a mount (a relative mount point, an empty
+    type, ...) is left out, and why is appended to ``skipped``.
     """
     if count is None:
         count = len(buffer) // STATFS_SIZE
@@ -109,12 +123,16 @@ def parse_statfs(buffer: bytes, count: Optional[int] = None) -> List[Mount]:
             raise PlatformError(
                 "EINVAL", f"struct statfs entry {index} has f_version {version:#x}; only"
                 f" the FreeBSD 12+ layout {STATFS_VERSION:#x} is known, refusing to guess")
-        mounts.append(Mount(
-            fsid=(fields[_FIELD["fsid0"]], fields[_FIELD["fsid1"]]),
-            fstype=_text(fields[_FIELD["f_fstypename"]]),
-            mount_on=_text(fields[_FIELD["f_mntonname"]]),
-            mount_from=_text(fields[_FIELD["f_mntfromname"]]),
-            read_only=bool(fields[_FIELD["f_flags"]] & MNT_RDONLY)))
+        try:
+            mounts.append(Mount(
+                fsid=(fields[_FIELD["fsid0"]], fields[_FIELD["fsid1"]]),
+                fstype=_text(fields[_FIELD["f_fstypename"]]),
+                mount_on=_text(fields[_FIELD["f_mntonname"]]),
+                mount_from=_text(fields[_FIELD["f_mntfromname"]]),
+                read_only=bool(fields[_FIELD["f_flags"]] & MNT_RDONLY)))
+        except ValueError as exc:
+            if skipped is not None:
+                skipped.append(f"struct statfs entry {index} skipped: {exc}")
     return mounts
 
 
@@ -165,6 +183,7 @@ class FreeBSDPlatform(Platform):
                                 " FreeBSDPlatform needs FreeBSD") from None
         self._getfsstat.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
         self._getfsstat.restype = ctypes.c_int
+        self.skipped = []
         self.list_mounts()  # refuse to start on a statfs layout we do not know
 
     def list_mounts(self) -> List[Mount]:
@@ -179,10 +198,14 @@ class FreeBSDPlatform(Platform):
             if filled < 0:
                 raise self._errno_error("getfsstat")
             if filled < room:
-                return parse_statfs(buffer.raw, filled)
+                self.skipped = []
+                return parse_statfs(buffer.raw, filled, self.skipped)
         raise PlatformError("EAGAIN", "getfsstat: the mount table kept growing")
 
-    def suspend(self, mount: Mount) -> Suspension:
+    def suspend(self, mount: Mount, timeout: Optional[float] = None) -> Suspension:
+        # UFSSUSPEND cannot be bounded from here: vfs_write_suspend waits for the
+        # writers in progress (ffs_suspend.c, ffs_susp_suspend); the caller checks
+        # its deadline before and after
         try:
             fd = os.open(UFSSUSPEND_PATH, os.O_RDWR)
         except OSError as exc:
@@ -196,25 +219,41 @@ class FreeBSDPlatform(Platform):
                                 f"UFSSUSPEND of {mount.mount_on}: {exc.strerror}") from None
         return _DescriptorSuspension(mount, fd)
 
-    def sync(self) -> None:
+    def sync(self, timeout: Optional[float] = None) -> None:
         os.sync()
 
-    def zpool_sync(self, pools: Sequence[str]) -> None:
+    def zpool_sync(self, pools: Sequence[str], timeout: Optional[float] = None) -> None:
         command = [ZPOOL, "sync", *pools]
+        limit = ZPOOL_SECONDS if timeout is None else max(0.0, min(ZPOOL_SECONDS, timeout))
         try:
             result = subprocess.run(command, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    timeout=ZPOOL_SECONDS, check=False)
+                                    timeout=limit, check=False)
         except subprocess.TimeoutExpired:
             raise PlatformError("ETIMEDOUT", f"{' '.join(command)}: no answer within"
-                                f" {ZPOOL_SECONDS:g} s") from None
+                                f" {limit:g} s") from None
         except OSError as exc:
             raise PlatformError(errno_name(exc.errno or 0),
                                 f"{ZPOOL}: {exc.strerror}") from None
         if result.returncode != 0:
-            output = result.stdout.decode(errors="replace").strip()
+            output = result.stdout[:2000].decode(errors="replace").strip()
             raise PlatformError("EIO", f"{' '.join(command)} exited {result.returncode}:"
                                 f" {output}")
+
+    def fd_mount(self, fd: int, mounts: Sequence[Mount]) -> Optional[Mount]:
+        # fstatfs(2) names the filesystem of an open file by its fsid
+        buffer = ctypes.create_string_buffer(STATFS_SIZE)
+        try:
+            fstatfs = self._libc.fstatfs
+        except AttributeError:
+            return None
+        fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        if fstatfs(fd, buffer) != 0:
+            return None
+        found = parse_statfs(buffer.raw, 1, [])
+        if not found:
+            return None
+        return next((m for m in mounts if m.fsid == found[0].fsid), None)
 
     @staticmethod
     def _errno_error(what: str) -> PlatformError:
@@ -251,10 +290,12 @@ class SimPlatform(Platform):
         self.timeout = timeout
         # one kept-open connection for queries; suspensions get their own
         self._control: Optional[simwire.LineSocket] = None
+        self.skipped = []
 
-    def _connect(self) -> simwire.LineSocket:
+    def _connect(self, timeout: Optional[float] = None) -> simwire.LineSocket:
+        limit = self.timeout if timeout is None else max(0.01, min(self.timeout, timeout))
         try:
-            return simwire.LineSocket(self.path, self.timeout)
+            return simwire.LineSocket(self.path, limit)
         except OSError as exc:
             raise PlatformError(errno_name(exc.errno or errno.EIO),
                                 f"{self.path}: cannot reach the simulator's filesystem"
@@ -282,13 +323,16 @@ class SimPlatform(Platform):
         entries = reply.get("mounts")
         if not isinstance(entries, list):
             raise PlatformError("EIO", f"{self.path}: mounts reply without a mount list")
-        try:
-            return [simwire.mount_from_wire(entry) for entry in entries]
-        except simwire.WireError as exc:
-            raise PlatformError("EIO", f"{self.path}: {exc}") from None
+        mounts, self.skipped = [], []
+        for index, entry in enumerate(entries):
+            try:
+                mounts.append(simwire.mount_from_wire(entry))
+            except simwire.WireError as exc:
+                self.skipped.append(f"mount entry {index} skipped: {str(exc)[:200]}")
+        return mounts
 
-    def suspend(self, mount: Mount) -> Suspension:
-        connection = self._connect()
+    def suspend(self, mount: Mount, timeout: Optional[float] = None) -> Suspension:
+        connection = self._connect(timeout)
         try:
             reply = connection.request({"op": "suspend", "fsid": list(mount.fsid)})
         except (OSError, simwire.WireError) as exc:
@@ -300,8 +344,19 @@ class SimPlatform(Platform):
                                 f"suspend {mount.mount_on}: {reply.get('message')}")
         return _ConnectionSuspension(mount, connection)
 
-    def sync(self) -> None:
+    def sync(self, timeout: Optional[float] = None) -> None:
         self._call({"op": "sync"})
 
-    def zpool_sync(self, pools: Sequence[str]) -> None:
+    def zpool_sync(self, pools: Sequence[str], timeout: Optional[float] = None) -> None:
         self._call({"op": "zpool_sync", "pools": list(pools)})
+
+    def fd_mount(self, fd: int, mounts: Sequence[Mount]) -> Optional[Mount]:
+        # the simulated filesystems are the guest's directories: the deepest mount
+        # point above the open file's path holds it
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        holders = [m for m in mounts if path == m.mount_on or path.startswith(
+            m.mount_on.rstrip("/") + "/")]
+        return max(holders, key=lambda m: len(m.mount_on), default=None)

@@ -188,10 +188,14 @@ def test_state_is_persisted_before_suspension_and_after_thaw_never_in_between(
     policy.on_state = lambda state: (seen_suspended.append(set(service.suspended)),
                                      policy.states.append(state))
     policy.freeze()
+    written_by_freeze = len(policy.states)
     policy.thaw()
     assert all(not s for s in seen_suspended)
-    assert policy.states[-2]["filesystems"] == ["/var", "/"] and policy.states[-2]["frozen"]
-    assert policy.states[-1] == {"frozen": False, "filesystems": [], "hooks": []}
+    before_suspending = policy.states[written_by_freeze - 1]
+    assert before_suspending["filesystems"] == ["/var", "/"] and before_suspending["frozen"]
+    assert before_suspending["hooks"] == ["10-a"]
+    assert policy.states[-1] == {"frozen": False, "filesystems": [], "hooks": [],
+                                 "running": None}
 
 
 def test_thaw_without_freeze_succeeds_and_says_so(lab, fs_factory):
