@@ -8,8 +8,6 @@ import stat
 import pytest
 import yaml
 
-from hvbsd.render.output import write_atomically
-
 
 def _tree(directory):
     return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
@@ -202,20 +200,18 @@ def test_one_bad_host_stops_the_whole_inventory(hvbsd_render, root, tmp_path):
     assert not out.exists()
 
 
-def test_atomic_write_replaces_by_rename_and_cleans_up_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "etc" / "rc.conf"
-    write_atomically(target, b"old\n", 0o644)
-    inode = target.stat().st_ino
-    write_atomically(target, b"new\n", 0o600)
-    assert target.read_bytes() == b"new\n"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert target.stat().st_ino != inode, "file must be replaced, not rewritten in place"
-
-    def failing_replace(source, destination):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError):
-        write_atomically(target, b"broken\n", 0o644)
-    assert target.read_bytes() == b"new\n"
-    assert sorted(p.name for p in target.parent.iterdir()) == ["rc.conf"]
+def test_render_replaces_a_changed_file_by_rename_and_leaves_the_others(
+        hvbsd_render, root, tmp_path):
+    out = tmp_path / "out"
+    example = str(root / "examples/azure-lagg.yml")
+    assert hvbsd_render("--vars", example, "--out", str(out)).returncode == 0
+    rc_conf = out / "etc" / "rc.conf"
+    wanted = rc_conf.read_bytes()
+    rc_conf.write_text("edited by hand\n")
+    inodes = {p: p.stat().st_ino for p in out.rglob("*")}
+    assert hvbsd_render("--vars", example, "--out", str(out)).returncode == 0
+    assert rc_conf.read_bytes() == wanted
+    assert rc_conf.stat().st_ino != inodes[rc_conf], "replaced by rename, not rewritten"
+    assert {p: p.stat().st_ino for p in out.rglob("*") if p != rc_conf} == {
+        p: inode for p, inode in inodes.items() if p != rc_conf}
+    assert not [p for p in out.rglob(".*")], "temporary files left behind"
