@@ -167,6 +167,7 @@ class SocketChannel(Channel):
         self._doorbells = 0  # POLLIN records not yet followed by a read
         self._reading = False  # a read ioctl went out, its result has not come back
         self._retry_at: Optional[float] = None
+        self._stalled = False  # the last write timed out
         sock = simwire.device_socket()
         try:
             sock.settimeout(handshake_seconds)
@@ -299,10 +300,13 @@ class SocketChannel(Channel):
         """One whole record, or ChannelError within ``write_seconds``."""
         if self._sock is None:
             raise ChannelClosed(f"{self.path}: the kernel side closed the channel")
-        deadline = time.monotonic() + self.write_seconds
+        # once a write timed out, later ones wait only while the peer drains again:
+        # a peer that stopped reading costs the caller write_seconds once, not per write
+        deadline = time.monotonic() + (0.0 if self._stalled else self.write_seconds)
         while True:
             try:
                 self._sock.send(record)
+                self._stalled = False
                 return
             except (BlockingIOError, InterruptedError):
                 pass
@@ -310,8 +314,9 @@ class SocketChannel(Channel):
                 raise ChannelClosed(f"{self.path}: cannot write: {exc.strerror}") from None
             left = deadline - time.monotonic()
             if left <= 0:
+                self._stalled = True
                 raise ChannelError(f"{self.path}: the kernel side took nothing for"
-                                   f" {self.write_seconds:g} s: answer not delivered")
+                                   f" {self.write_seconds:g} s: record not delivered")
             select.select([], [self._sock], [], left)
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import threading
@@ -179,6 +180,15 @@ def test_a_write_to_a_kernel_side_that_stops_reading_fails_in_bounded_time(lab, 
         for _ in range(100000):  # the socket's buffer fills; then the bound applies
             chan.send(frame)
     assert not chan.closed  # the caller may go on serving
+    # while the peer still reads nothing, further writes fail at once
+    with pytest.raises(channel.ChannelError, match="record not delivered"):
+        chan.send(frame)
+    # once it drains, writes go through again
+    kernel.client.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while kernel.client.recv(100):
+            pass
+    chan.send(frame)
     chan.close()
 
 

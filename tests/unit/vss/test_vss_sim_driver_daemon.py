@@ -185,3 +185,25 @@ def test_the_detached_driver_sigkills_the_real_daemon(lab, daemons, m):
         for server in loop_host.services:
             server.close()
         loop_host.loop.close()
+
+
+def test_a_kernel_side_that_stops_reading_never_starves_the_real_daemon(
+        lab, kernel, fs_factory, daemons):
+    from hvbsd.vss import protocol, simwire
+
+    fs_factory("ufs_only")
+    daemon = daemons(lab)
+    kernel.wait_connected()
+    # read results nobody asked for: the daemon answers each FAIL, and nothing
+    # reads those answers
+    kernel.client.settimeout(10)
+    for msgid in range(1, 1001):  # far more than the socket buffers
+        kernel.send_raw(simwire.encode_record(simwire.KIND_READ,
+                                              protocol.encode(1, 0, msgid)))
+    deadline = time.monotonic() + 20
+    while "record not delivered" not in lab.log_text():
+        assert time.monotonic() < deadline, lab.log_text()
+        time.sleep(0.05)
+    daemon.signal(15)  # SIGTERM is still served
+    assert daemon.wait(20) == 0
+    assert "exiting: SIGTERM" in lab.log_text()
