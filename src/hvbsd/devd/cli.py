@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--case-sensitive", action="store_true",
         help="compile match regexes without REG_ICASE, as devd before 14.x did",
     )
+    parser.add_argument(
+        "--raw-expansion", action="store_true",
+        help="also warn where an action pastes an event value that no match of its rule "
+             "limits to shell-safe characters (devd without $'...' quoting runs it as code)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -36,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from hvbsd.devd.lint import LintUsageError, lint_paths
 
     try:
-        problems = lint_paths(args.paths, icase=not args.case_sensitive)
+        problems = lint_paths(args.paths, icase=not args.case_sensitive,
+                              raw_expansion=args.raw_expansion)
     except LintUsageError as exc:
         print(f"hvbsd lint: {exc}", file=sys.stderr)
         return 2

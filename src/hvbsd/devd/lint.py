@@ -41,13 +41,18 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from hvbsd.devd.config import MEDIA_TYPES, Config, DevdSyntaxError, Match, Rule
-from hvbsd.devd.expand import brace_references
-from hvbsd.devd.posix_regex import MatchUndecided
+from hvbsd.devd.expand import brace_references, variable_references
+from hvbsd.devd.posix_regex import MatchUndecided, accepted_bytes
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 TOOL_TIMEOUT = 60  # seconds for one sh -n or shellcheck run
 # pairs of rules the equal-priority check compares beyond its index, in all
 _PAIR_BUDGET = 200_000
+# bytes a value may hold and still be one inert word when pasted unquoted into sh
+_SHELL_SAFE = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.,:+@%/=-"
+)
+_SHELL_SAFE_MASK = sum(1 << byte for byte in _SHELL_SAFE)
 
 _ERE_SPECIAL = set(".[]()*+?{}|^$\\")
 _SHEBANG = re.compile(rb"#!\s*/bin/sh(\s|$)")
@@ -159,7 +164,9 @@ def find_shellcheck() -> Optional[str]:
     return str(beside) if beside.is_file() else None
 
 
-def lint_paths(paths: Sequence[str], *, icase: bool = True) -> list[Problem]:
+def lint_paths(
+    paths: Sequence[str], *, icase: bool = True, raw_expansion: bool = False
+) -> list[Problem]:
     """Lint files and directories; raise LintUsageError for what cannot be linted at all."""
     files = collect(paths)
     shellcheck = None
@@ -172,7 +179,7 @@ def lint_paths(paths: Sequence[str], *, icase: bool = True) -> list[Problem]:
             )
     problems: list[Problem] = []
     problems.extend(lint_devd_files([item for item in files if item.kind == "devd"],
-                                    icase=icase))
+                                    icase=icase, raw_expansion=raw_expansion))
     for item in files:
         if item.kind == "sh":
             assert shellcheck is not None
@@ -190,7 +197,9 @@ def _as_lint_file(item: LintFile | Path) -> LintFile:
     return LintFile(str(item), os.path.abspath(item), "devd")
 
 
-def lint_devd_files(paths: Sequence[LintFile | Path], *, icase: bool = True) -> list[Problem]:
+def lint_devd_files(
+    paths: Sequence[LintFile | Path], *, icase: bool = True, raw_expansion: bool = False
+) -> list[Problem]:
     merged = Config(icase=icase)
     problems: list[Problem] = []
     for item in map(_as_lint_file, paths):
@@ -215,6 +224,8 @@ def lint_devd_files(paths: Sequence[LintFile | Path], *, icase: bool = True) -> 
                                     f"empty {kind} block: devd ignores it"))
     for rule in merged.rules:
         problems.extend(_rule_problems(rule))
+        if raw_expansion:
+            problems.extend(_raw_expansion_problems(rule))
     problems.extend(_equal_priority_problems(merged))
     return problems
 
@@ -254,6 +265,31 @@ def _rule_problems(rule: Rule) -> list[Problem]:
             warn(action.line,
                  f"action uses {reference}: devd passes it to sh as written and sh expands "
                  f"it to an empty string; write ${inner}")
+    return problems
+
+
+def _limits_to_shell_safe(match: Match) -> bool:
+    if match.negated or match.pattern is None:
+        return False
+    accepted = accepted_bytes(match.pattern)
+    return accepted is not None and accepted & ~_SHELL_SAFE_MASK == 0
+
+
+def _raw_expansion_problems(rule: Rule) -> list[Problem]:
+    """Values an older devd (no ``$'...'`` quoting) would paste into sh as code."""
+    problems = []
+    for action in rule.actions:
+        for name in dict.fromkeys(variable_references(action.command)):
+            if any(match.variable == name and _limits_to_shell_safe(match)
+                   for match in rule.matches):
+                continue
+            problems.append(Problem(
+                rule.file, action.line, "warning",
+                f"action pastes ${name}, and no match of the rule limits it to letters, "
+                "digits and _.,:+@%/=-: devd without $'...' quoting (older releases) runs "
+                "any shell code the event's value carries; match it against a strict "
+                "regex",
+            ))
     return problems
 
 

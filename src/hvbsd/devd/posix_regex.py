@@ -551,6 +551,67 @@ class PosixRegex:
         return False
 
 
+def accepted_bytes(regex: PosixRegex) -> Optional[int]:
+    """Every byte a value it matches can hold (a 256-bit mask), or None when unbounded.
+
+    None means the pattern does not anchor both ends (regexec(3) searches, so
+    the value may then hold anything before or after the match).
+    """
+    ops, arg, arg2 = regex._ops, regex._arg, regex._arg2
+    end = regex._match_pc
+
+    def successors(pc: int, skip: Optional[int] = None) -> list[int]:
+        op = ops[pc]
+        if op == _SPLIT:
+            return [arg[pc], arg2[pc]]
+        if op == _JMP:
+            return [arg[pc]]
+        if op == _ASSERT:
+            return [] if arg[pc] == skip else [pc + 1]
+        if op == _BYTE:
+            return [pc + 1]
+        return []
+
+    def reach(starts: list[int], skip: Optional[int] = None, consume: bool = True) -> set[int]:
+        seen: set[int] = set()
+        stack = list(starts)
+        while stack:
+            pc = stack.pop()
+            if pc in seen:
+                continue
+            seen.add(pc)
+            if ops[pc] == _BYTE and not consume:
+                continue
+            stack.extend(successors(pc, skip))
+        return seen
+
+    forward = reach([0])
+    predecessors: dict[int, list[int]] = {}
+    for pc in range(len(ops)):
+        for target in successors(pc):
+            predecessors.setdefault(target, []).append(pc)
+    backward: set[int] = set()
+    stack = [end]
+    while stack:
+        pc = stack.pop()
+        if pc not in backward:
+            backward.add(pc)
+            stack.extend(predecessors.get(pc, []))
+    useful = [pc for pc in forward & backward if ops[pc] == _BYTE and pc + 1 in backward]
+    # a match may start after the value's first byte: a byte is read before any '^'
+    before_bol = reach([0], skip=_BOL, consume=False)
+    if end in before_bol or any(pc in before_bol for pc in useful):
+        return None
+    # a match may end before the value's last byte: accepted without passing '$'
+    for start in [0, *(pc + 1 for pc in useful)]:
+        if end in reach([start], skip=_EOL, consume=False):
+            return None
+    mask = 0
+    for pc in useful:
+        mask |= arg[pc]
+    return mask
+
+
 def _holds(assertion: int, context: int) -> bool:
     if assertion == _BOL:
         return bool(context & _AT_START)

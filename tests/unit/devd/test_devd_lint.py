@@ -346,3 +346,37 @@ def test_a_file_over_the_size_cap_is_an_error_not_read_whole(tmp_path, capsys, m
     status, out, _ = lint(path, capsys=capsys)
     assert status == 1
     assert out == [f"{path}:1: error: cannot read it: larger than 64 bytes"]
+
+
+def test_raw_expansion_check_flags_values_pasted_without_a_strict_match(tmp_path, capsys):
+    path = write(tmp_path, "vf.conf",
+                 'notify 20 {\n\tmatch "system" "ETHERNET";\n'
+                 '\taction "/x/hyperv_vfattach $subsystem 0";\n};\n'
+                 'notify 21 {\n\tmatch "system" "ETHERNET";\n'
+                 '\tmatch "subsystem" "(hn|mce)[0-9]+";\n\taction "/x/vfattach $subsystem";\n};\n'
+                 'notify 22 {\n\tmatch "subsystem" "hn[0-9]+|mce0";\n\taction "/x/a $subsystem";\n'
+                 '};\nnotify 23 {\n\tmatch "subsystem" "!x";\n\taction "/x/a $subsystem";\n};\n')
+    parser = argparse.ArgumentParser(prog="hvbsd")
+    devd_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["lint", "--raw-expansion", str(path)])
+    assert args.func(args) == 1
+    out = capsys.readouterr().out.splitlines()
+    flagged = [line.split(": ", 1)[0] for line in out if "action pastes $subsystem" in line]
+    # unmatched, unanchored (^hn[0-9]+|mce0$) and negated matches do not limit the value
+    assert flagged == [f"{path}:3", f"{path}:12", f"{path}:16"]
+    assert lint(path, capsys=capsys)[0] == 1  # without the option: only the '|' trap
+
+
+@pytest.mark.parametrize("example", ["azure-lagg", "static-dual-stack", "transparent"])
+def test_hvbsds_rendered_rules_are_clean_even_for_raw_expansion(tmp_path, example):
+    import yaml
+
+    from hvbsd.render import render_host
+
+    root = Path(__file__).resolve().parents[3]
+    variables = yaml.safe_load((root / "examples" / f"{example}.yml").read_text())
+    rendered = render_host(variables)["/usr/local/etc/devd/hvbsd.conf"]
+    (tmp_path / "hvbsd.conf").write_bytes(rendered.file_bytes())
+    result = run_lint("--raw-expansion", str(STOCK / "devd.conf"), str(STOCK / "devd"),
+                      "hvbsd.conf", cwd=tmp_path)
+    assert not [line for line in result.stdout.splitlines() if line.startswith("hvbsd.conf:")]

@@ -15,6 +15,7 @@ from hvbsd.devd.posix_regex import (
     MAX_PROGRAM,
     RegexBudgetExceeded,
     RegexTooLarge,
+    accepted_bytes,
 )
 
 
@@ -174,3 +175,21 @@ def test_answers_agree_with_a_backtracking_matcher_where_both_apply(pattern, val
     flags = re.DOTALL | (re.IGNORECASE if icase else 0)
     expected = re.search(python, value, flags) is not None
     assert matches(pattern, value, icase=icase) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "accepted"),
+    [
+        ("^[a-z][a-z0-9]{0,13}[0-9]$", "0123456789abcdefghijklmnopqrstuvwxyz"),
+        ("^(hn0|lagg0)$", "0aghln"),
+        ("^a*$", "a"),
+        ("^$", ""),
+        ("^hn0|x$", None),  # each alternative is anchored at one end only
+        ("^hn0", None),
+        ("hn0$", None),
+    ],
+)
+def test_the_bytes_a_fully_anchored_pattern_lets_through_are_known(pattern, accepted):
+    mask = accepted_bytes(compile_ere(pattern, icase=False))
+    shown = None if mask is None else "".join(chr(b) for b in range(256) if mask >> b & 1)
+    assert shown == accepted
