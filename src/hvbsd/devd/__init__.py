@@ -23,7 +23,13 @@ from hvbsd.devd.config import (
 from hvbsd.devd.dispatch import DEVD_PATH, Dispatcher, DispatchRecord, run_like_devd
 from hvbsd.devd.event import Event
 from hvbsd.devd.expand import expand, shell_quote
-from hvbsd.devd.posix_regex import PosixRegexError, compile_ere, translate
+from hvbsd.devd.posix_regex import (
+    MatchUndecided,
+    PosixRegex,
+    PosixRegexError,
+    compile_ere,
+    translate,
+)
 
 __all__ = [
     "DEVD_PATH",
@@ -35,8 +41,10 @@ __all__ = [
     "Dispatcher",
     "Event",
     "Match",
+    "MatchUndecided",
     "MediaType",
     "Options",
+    "PosixRegex",
     "PosixRegexError",
     "Rule",
     "compile_ere",

@@ -12,9 +12,16 @@ Follows ``config::expand_string`` / ``expand_one`` in FreeBSD's devd.cc:
   name expands to the empty string.  ``$subsystem-x`` is the variable
   ``subsystem-x``, not ``$subsystem`` followed by ``-x``.
 
-Actions are expanded in one of two ways: ``raw`` (older devd: the value is
-inserted as it is, so a value can inject shell syntax) or ``quoted`` (14.x and
-later: each value becomes one ``$'...'`` word with ``'`` and ``\\`` escaped).
+Actions are expanded in one of two ways (FreeBSD ``sbin/devd/devd.cc``):
+
+- ``raw``: the older ``config::expand_one(src, dst)`` appends
+  ``get_variable(...)`` to the command as it is and ``action::do_action``
+  hands the line to ``::system()``, so a value can inject shell syntax
+  (devd.cc at freebsd/freebsd-src commits 0016700b and b7d67367 reads so);
+- ``quoted``: the newer ``config::expand_one(src, dst, is_shell)`` wraps each
+  value with ``config::shell_quote`` into one ``$'...'`` word, ``'`` and
+  ``\\`` escaped; ``config::expand_string`` passes ``is_shell`` only for
+  actions (``prepend == NULL``), never for the regexes of ``match``.
 """
 
 from __future__ import annotations
