@@ -271,3 +271,124 @@ def test_switching_to_transparent_removes_the_lagg_files(lab, deployed):
     assert left == []
     assert_guest_matches_render(guest, transparent)
     converged(lab["deploy"].run("d1", baseline(lab)), "d1")
+
+
+# -- hostile values and interrupted runs --------------------------------------
+
+CANARY = "/tmp/hvbsd-canary"
+PAYLOAD = f"'$(touch {CANARY})'"
+
+
+def test_values_of_the_wrong_yaml_type_stop_the_run_before_anything_changes(lab):
+    """Ansible's argument-spec validator coerces these to strings; the roles'
+    own check refuses them, before any task changes the guest."""
+    guest = lab["guests"]["fresh"]
+    before = snapshot(guest)
+    cases = {
+        "hyperv_guest_interfaces[0].name: must be a string, not a mapping":
+            {"hyperv_guest_interfaces": [{"name": {PAYLOAD: 1}}]},
+        "hyperv_guest_interfaces[0].name: must be a string, not bytes":
+            {"hyperv_guest_interfaces": [{"name": PAYLOAD.encode()}]},
+        "hyperv_vss_state_file: must be a string, not bytes":
+            {"hyperv_vss_state_file": PAYLOAD.encode()},
+        "hyperv_guest_vf_drivers: must be a list, not a string":
+            {"hyperv_guest_vf_drivers": "mce,mlxen"},
+        "hyperv_vss_freeze_timeout: must be an integer, not a boolean":
+            {"hyperv_vss_freeze_timeout": True},
+        "hyperv_guest_interfaces[0].name: is null":
+            {"hyperv_guest_interfaces": [{"name": None}]},
+        "hyperv_vss_hooks_dir: '/tmp' is a system directory":
+            {"hyperv_vss_hooks_dir": "/tmp"},
+    }
+    for expected, bad in cases.items():
+        result = lab["deploy"].run("fresh", {**baseline(lab), **bad})
+        assert result.returncode != 0, result.stdout
+        assert expected in result.stdout, result.stdout
+        assert recap(result, "fresh")["changed"] == 0
+    assert snapshot(guest) == before
+    assert not guest.path(CANARY).exists()
+    assert not Path(CANARY).exists()
+
+
+def test_a_hook_directory_not_roots_alone_is_refused_and_left_as_it_is(lab, deployed):
+    guest, variables = deployed
+    shared = "/usr/local/etc/hvbsd/shared.d"
+    guest.exec(["/bin/sh", "-c", f"mkdir -p {shared} && chmod 1777 {shared}"], check=True)
+    result = lab["deploy"].run("d1", {**variables, "hyperv_vss_hooks_dir": shared})
+    assert result.returncode != 0
+    assert "is not a directory that only root can write to" in result.stdout, result.stdout
+    assert snapshot(guest)[shared][0] == oct(0o41777)
+    guest.exec(["/bin/sh", "-c", f"rmdir {shared}"], check=True)
+
+
+def _handler_ran(result: subprocess.CompletedProcess[str], handler: str, host: str) -> bool:
+    return re.search(rf"RUNNING HANDLER \[{re.escape(handler)}\] \**\nchanged: \[{host}\]",
+                     result.stdout) is not None
+
+
+def test_a_failed_run_leaves_its_restarts_to_the_next_run(lab, deployed):
+    """The roles' handlers never run in a play whose host failed after the roles
+    changed files; the next deploy.yml run restarts devd and the daemon anyway."""
+    guest, variables = deployed
+    failing = lab["deploy"].work / "fails-after-roles.yml"
+    failing.write_text(yaml.safe_dump([{
+        "name": "Deploy, then fail before the handlers", "hosts": "all", "gather_facts": False,
+        "roles": [{"role": str(REPO / "roles" / "hyperv_vss")},
+                  {"role": str(REPO / "roles" / "hyperv_guest")}],
+        "tasks": [{"name": "Fail", "ansible.builtin.fail": {"msg": "stopped early"}}]}]))
+    changed = {**variables, "hyperv_guest_kvp": "off", "hyperv_vss_debug": True}
+    deploy = lab["deploy"]
+    inventory_run = deploy.run("d1", changed, "--list-hosts")  # writes the inventory
+    assert inventory_run.returncode == 0
+    inventory = deploy.work / f"inventory-{deploy.count}.yml"
+    first = subprocess.run(
+        [sys.executable, "-m", "ansible.cli.playbook", "-i", str(inventory), str(failing)],
+        env=deploy.env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert first.returncode != 0 and "stopped early" in first.stdout, first.stdout
+    assert "RUNNING HANDLER" not in first.stdout
+    assert_guest_matches_render(guest, changed)
+
+    again = deploy.run("d1", changed)
+    converged(again, "d1")
+    assert _handler_ran(again, "hyperv_guest : Restart devd", "d1"), again.stdout
+    # These guests have no VSS device, so the handler is notified and skips the restart.
+    assert "RUNNING HANDLER [hyperv_vss : Restart hvbsd_vssd]" in again.stdout, again.stdout
+    assert list(guest.path("/var/db/hvbsd").iterdir()) == []
+    third = deploy.run("d1", changed)
+    assert converged(third, "d1")["changed"] == 0, third.stdout
+    converged(deploy.run("d1", baseline(lab)), "d1")
+
+
+def test_an_interrupted_run_leaves_its_restarts_to_the_next_run(lab, deployed):
+    """^C (SIGINT) to ansible-playbook once devd's rules are installed."""
+    import signal
+
+    guest, variables = deployed
+    changed = {**variables, "hyperv_guest_kvp": "off"}
+    deploy = lab["deploy"]
+    assert deploy.run("d1", changed, "--list-hosts").returncode == 0
+    inventory = deploy.work / f"inventory-{deploy.count}.yml"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ansible.cli.playbook", "-i", str(inventory),
+         str(REPO / "deploy.yml")], env=deploy.env, cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    seen = []
+    installing = False
+    for line in process.stdout:
+        seen.append(line)
+        if "Install /usr/local/etc/devd/hvbsd.conf]" in line:
+            installing = True
+        elif installing and line.startswith("changed: [d1]"):
+            process.send_signal(signal.SIGINT)
+            break
+    process.communicate(timeout=120)
+    assert installing, "".join(seen)
+    assert process.returncode != 0
+    assert guest.path("/var/db/hvbsd/pending.hyperv_guest.devd").exists()
+
+    again = deploy.run("d1", changed)
+    converged(again, "d1")
+    assert _handler_ran(again, "hyperv_guest : Restart devd", "d1"), again.stdout
+    assert not guest.path("/var/db/hvbsd/pending.hyperv_guest.devd").exists()
+    converged(deploy.run("d1", baseline(lab)), "d1")
