@@ -135,12 +135,18 @@ def collect(paths: Sequence[str]) -> list[LintFile]:
         path = Path(name)
         absolute = os.path.abspath(name)
         if path.is_dir():
-            for entry in sorted(os.listdir(absolute)):
+            try:
+                entries = sorted(os.listdir(absolute))
+            except OSError as exc:
+                raise LintUsageError(f"{_shown(name)}: cannot list it: {exc.strerror}") from None
+            for entry in entries:
                 entry_path = os.path.join(absolute, entry)
                 kind = file_kind(Path(entry_path)) if os.path.isfile(entry_path) else None
                 if kind is not None:
                     found.append(LintFile(_shown(os.path.join(name, entry)), entry_path, kind))
         elif path.is_file():
+            if not os.access(absolute, os.R_OK):
+                raise LintUsageError(f"{_shown(name)}: cannot read it: permission denied")
             kind = file_kind(path)
             if kind is None:
                 raise LintUsageError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hvbsd.devd import DevdError, DevdSyntaxError, Event, load, parse_file, parse_text
 
@@ -196,3 +198,16 @@ def test_load_reports_the_directory_file_that_is_broken():
     with pytest.raises(DevdSyntaxError) as error:
         load(*_fake_tree(files, {"/etc/devd": ["x.conf"]}))
     assert (error.value.filename, error.value.line) == ("/etc/devd/x.conf", 2)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet='notify match action options set "{};#/*\\\n 0123456789(|)[]$ab!',
+               max_size=120))
+def test_any_text_parses_or_is_refused_with_a_line_never_a_traceback(text):
+    try:
+        config = parse_text(text, "fuzz.conf")
+    except DevdSyntaxError as error:
+        assert error.filename == "fuzz.conf" and error.line >= 1
+        return
+    for rule in config.rules:
+        assert rule.file == "fuzz.conf"

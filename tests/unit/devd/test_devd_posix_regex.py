@@ -193,3 +193,15 @@ def test_the_bytes_a_fully_anchored_pattern_lets_through_are_known(pattern, acce
     mask = accepted_bytes(compile_ere(pattern, icase=False))
     shown = None if mask is None else "".join(chr(b) for b in range(256) if mask >> b & 1)
     assert shown == accepted
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="()[]{}|*+?^$.\\:,-=a0!]~'`\u00e9", max_size=30),
+       st.text(max_size=20), st.booleans())
+def test_any_pattern_compiles_or_is_refused_and_any_value_gets_an_answer(pattern, value, icase):
+    try:
+        compiled = compile_ere(pattern, icase=icase)
+    except PosixRegexError as error:
+        assert error.reason and error.pattern == pattern
+        return
+    assert compiled.matches(value) in (True, False)
