@@ -297,14 +297,16 @@ def _scan(dir_fd: int, relative: str, shown_root: str, found: _Existing, depth: 
     if depth > MAX_DEPTH:
         raise Refused(f"{_join(shown_root, relative)}: more than {MAX_DEPTH} directories "
                       "deep; not a tree hvbsd render wrote")
-    with _io(_join(shown_root, relative) or shown_root, "read"):
-        names = sorted(os.listdir(dir_fd))
-    for name in names:
+    names: list[str] = []
+    with _io(_join(shown_root, relative) or shown_root, "read"), os.scandir(dir_fd) as entries:
+        for entry in entries:  # one at a time: a directory of millions stops early
+            names.append(entry.name)
+            if len(names) + len(found.files) + len(found.dirs) > MAX_ENTRIES:
+                raise Refused(f"{shown_root}: more than {MAX_ENTRIES} entries; not a tree "
+                              "hvbsd render wrote")
+    for name in sorted(names):
         path = _join(relative, name)
         shown = _join(shown_root, path)
-        if len(found.files) + len(found.dirs) >= MAX_ENTRIES:
-            raise Refused(f"{shown_root}: more than {MAX_ENTRIES} entries; not a tree "
-                          "hvbsd render wrote")
         with _io(shown, "read"):
             info = _lstat(dir_fd, name)
         if info is None:
@@ -445,7 +447,7 @@ def _make_out(out: str) -> tuple[int, list[str]]:
     out_fd = _open_out(out)
     if out_fd is None:
         _unmake(created)
-        raise WriteFailed(f"{out}: disappeared while render created it")
+        raise Refused(f"{out}: not a directory (a symbolic link to nothing?)")
     return out_fd, created
 
 
@@ -523,7 +525,8 @@ def _plan(out_fd: int, out: str, hosts: Mapping[str, Tree]) -> _Plan:
     plan = _Plan()
     plan.strays = _strays(out_fd, out)
     for name in plan.strays:
-        stray = _open_dir(out_fd, name, _join(out, name))
+        with _io(_join(out, name), "read"):
+            stray = _open_dir(out_fd, name, _join(out, name))
         if stray is not None:
             try:
                 _scan(stray, "", _join(out, name), _Existing())
@@ -672,17 +675,21 @@ def _stage_and_commit(out_fd: int, out: str, plan: _Plan, created: list[str]) ->
                 os.fsync(out_fd)
         finally:
             os.close(stage_fd)
-    except WriteFailed as exc:
+    except OutputError as exc:
         _remove_quietly(out_fd, stage, shown_stage)
-        if not done:
-            for relative in reversed(made):
-                _rmdir_quietly(out_fd, relative)
-            _unmake(created)
-        raise WriteFailed(str(exc), tuple(done)) from exc.__cause__
+        if done:  # a refusal here is a race lost half-way: say what was replaced
+            raise WriteFailed(str(exc), tuple(done)) from exc
+        for relative in reversed(made):
+            _rmdir_quietly(out_fd, relative)
+        _unmake(created)
+        raise
     except BaseException:
         _remove_quietly(out_fd, stage, shown_stage)
         raise
-    _remove(out_fd, stage, shown_stage)
+    try:
+        _remove(out_fd, stage, shown_stage)
+    except OutputError as exc:
+        raise WriteFailed(str(exc), tuple(done)) from exc
     return written
 
 
