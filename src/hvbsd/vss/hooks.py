@@ -189,7 +189,9 @@ def _follow(child: subprocess.Popen, output: _Output, deadline: float) -> bool:
         # wake now and then to notice an exit while a descendant keeps the pipe open
         wait = max(0.0, min(until - now, POLL_SECONDS))
         if not open_pipe:
-            time.sleep(wait)
+            # the pipe is closed: only the exit is left to wait for
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(max(0.0, until - now))
             continue
         if poller.poll(int(wait * 1000) + 1):
             open_pipe = _drain(fd, output)

@@ -26,7 +26,8 @@ import ctypes.util
 import os
 import signal
 import sys
-from typing import Dict, List, Optional, Set
+import time
+from typing import Dict, List, Optional, Set, Tuple
 
 # sys/sys/procctl.h
 PROC_REAP_ACQUIRE = 2
@@ -62,7 +63,7 @@ class Reaper:
         self._libc = _libc()
         self.freebsd = sys.platform.startswith("freebsd")
         self.active = False
-        self._known: Set[int] = set()
+        self._since: Optional[int] = None
         if self._libc is None or not acquire:
             return
         try:
@@ -79,9 +80,9 @@ class Reaper:
             self.active = False
 
     def mark(self) -> None:
-        """Remember the children we have now; later orphans belong to the next hook."""
-        if not self.freebsd:
-            self._known = set(_children_of(os.getpid()))
+        """A hook starts now: orphans we adopt that started later are its own
+        (hooks run one at a time). Costs nothing; the table is read at a kill."""
+        self._since = _boot_ticks()
 
     def kill_tree(self, pid: int) -> None:
         """SIGKILL ``pid``'s process group and every process descending from it."""
@@ -97,10 +98,10 @@ class Reaper:
         for _ in range(4):
             table = _process_table()
             roots = {pid}
-            if self.active:
-                roots |= {p for p, parent in table.items()
-                          if parent == os.getpid() and p not in self._known}
-            victims = _descendants(table, roots)
+            if self.active and self._since is not None:
+                roots |= {p for p, (parent, started) in table.items()
+                          if parent == os.getpid() and started >= self._since}
+            victims = _descendants({p: parent for p, (parent, _) in table.items()}, roots)
             if not victims:
                 return
             for victim in victims:
@@ -124,8 +125,16 @@ class Reaper:
             reaped.append(pid)
 
 
-def _process_table() -> Dict[int, int]:
-    """pid -> parent pid, from /proc (Linux)."""
+def _boot_ticks() -> Optional[int]:
+    """Now, in the clock ticks since boot that /proc/PID/stat's starttime counts."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is None:
+        return None
+    return int(time.clock_gettime(clock) * os.sysconf("SC_CLK_TCK"))
+
+
+def _process_table() -> Dict[int, Tuple[int, int]]:
+    """pid -> (parent pid, start time in ticks since boot), from /proc (Linux)."""
     table = {}
     try:
         entries = os.listdir(PROC)
@@ -138,14 +147,11 @@ def _process_table() -> Dict[int, int]:
             with open(f"{PROC}/{entry}/stat", "rb") as stream:
                 text = stream.read(4096)
             fields = text.rsplit(b")", 1)[1].split()
-            table[int(entry)] = int(fields[1])
+            # after the command: state, ppid, ... starttime is the 20th
+            table[int(entry)] = (int(fields[1]), int(fields[19]))
         except (OSError, IndexError, ValueError):
             continue
     return table
-
-
-def _children_of(pid: int) -> List[int]:
-    return [p for p, parent in _process_table().items() if parent == pid]
 
 
 def _descendants(table: Dict[int, int], roots: Set[int]) -> Set[int]:
