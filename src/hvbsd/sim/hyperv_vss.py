@@ -37,7 +37,10 @@ message, so nothing can fall out of step):
   (``hv_vss_notified``); POLLIN is rung when a request enters a device's
   queue and there is no POLLHUP (``hv_vss_notify``,
   ``hv_vss_dev_daemon_poll``); the reply to CHECK carries flags 5
-  (``hv_vss_notify_host_result_locked``).
+  (``hv_vss_notify_host_result_locked``). A POLLIN record cannot be taken
+  back: when the timer takes a request the opener has not read yet, its next
+  read is the empty one, as a real daemon's is when the timer fires between
+  its poll and its IOCHVVSSREAD.
 
 ``KernelFsService`` is the filesystem service the daemon's ``SimPlatform``
 talks to (:mod:`hvbsd.vss.simwire`), over the guest's kernel mount table;
