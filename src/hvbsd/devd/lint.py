@@ -11,7 +11,11 @@ hazards FACTS.md names:
   same event: which one runs depends on the order devd reads the files;
 - an alternation at the outer level of a regex (devd's implicit ``^...$``
   then anchors only its ends), a ``$name`` in a regex that no earlier ``set``
-  defines, an unknown media type, an empty block (devd ignores it).
+  defines, an unknown media type, an empty block (devd ignores it);
+- with ``--raw-expansion``: an action that pastes an event value which no
+  match of its rule limits to shell-safe bytes (older devd expands values raw,
+  ``config::expand_one`` without ``shell_quote`` in devd.cc, so such a value
+  runs as shell code).
 
 Files whose first line is ``#!/bin/sh`` are checked with ``sh -n`` and
 ``shellcheck -s sh``.  Files are linted together in the order given, as devd
