@@ -46,6 +46,8 @@ class HookResult:
     timed_out: bool
     seconds: float
     output: str
+    #: bytes of output beyond OUTPUT_KEEP, read and thrown away
+    discarded: int = 0
 
     @property
     def ok(self) -> bool:
@@ -146,7 +148,7 @@ class Hooks:
         if child.returncode is not None:
             self.reaper.reap()  # orphans we adopted that have exited
         return HookResult(name, action, child.returncode, timed_out,
-                          time.monotonic() - started, output.text())
+                          time.monotonic() - started, output.text(), output.discarded)
 
 
 class _Output:
@@ -162,10 +164,7 @@ class _Output:
         self.discarded += max(0, len(chunk) - room)
 
     def text(self) -> str:
-        text = clean(self.kept.decode("utf-8", errors="replace").strip(), OUTPUT_KEEP)
-        if self.discarded:
-            text += f" ... ({self.discarded} more bytes discarded)"
-        return text
+        return clean(self.kept.decode("utf-8", errors="replace").strip(), OUTPUT_KEEP)
 
 
 def _follow(child: subprocess.Popen, output: _Output, deadline: float) -> bool:

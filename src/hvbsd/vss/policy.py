@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from hvbsd.vss import simwire
 from hvbsd.vss.hooks import HookDirError, HookResult, Hooks
-from hvbsd.vss.log import Log
+from hvbsd.vss.log import Log, clean
 from hvbsd.vss.mounts import Mount
 from hvbsd.vss.platform import Platform, PlatformError, Suspension
 
@@ -44,6 +44,9 @@ CHOICES = ("sync", "veto", "ignore")
 PSEUDO_FSTYPES = frozenset({
     "devfs", "fdescfs", "procfs", "linprocfs", "linsysfs", "mqueuefs", "autofs",
     "tmpfs", "nullfs", "unionfs", "tarfs", "p9fs"})
+
+#: characters of a hook's output that go into its log line
+LOGGED_OUTPUT = 2000
 
 SCOPE_FS = "fs"
 SCOPE_APP = "app"
@@ -369,7 +372,7 @@ class Policy:
             self._persist()
             result = self._run_hook(name, "freeze", left)
             # it ran freeze, so it gets thaw, even when it failed
-            self._log_hook(result.ok, result.describe(), result.output)
+            self._log_hook(result)
             if not result.ok:
                 return result.describe()
         return None
@@ -387,14 +390,18 @@ class Policy:
             # leaves the journal only once its thaw has finished
             self.frozen_hooks.pop()
             self._persist()
-            self._log_hook(result.ok, result.describe(), result.output)
+            self._log_hook(result)
             if not result.ok:
                 problems.append(result.describe())
         return problems
 
-    def _log_hook(self, ok: bool, description: str, output: str) -> None:
-        text = description + (f"; output: {output}" if output else "")
-        if ok:
+    def _log_hook(self, result: HookResult) -> None:
+        text = result.describe()
+        if result.output:
+            text += f"; output: {clean(result.output, LOGGED_OUTPUT)}"
+        if result.discarded:
+            text += f"; {result.discarded} more bytes of output discarded"
+        if result.ok:
             self.log.info(text)
         else:
             self.log.error(text)

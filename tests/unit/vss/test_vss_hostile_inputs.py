@@ -152,6 +152,7 @@ from hvbsd.vss.procs import Reaper
 directory, name, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
 result = Hooks(directory, timeout, owner_uid=0, reaper=Reaper()).run(name, "freeze")
 print(json.dumps({"ok": result.ok, "timed_out": result.timed_out, "output": result.output,
+                  "discarded": result.discarded,
                   "returncode": result.returncode, "text": result.describe()}))
 """
 
@@ -170,7 +171,7 @@ def test_hook_output_is_capped_and_cleaned_while_the_pipe_is_drained(lab):
     assert result["ok"], result["text"]  # the hook was not blocked on a full pipe
     assert len(result["output"]) < 70 * 1024
     assert "\x00" not in result["output"] and "\x1b" not in result["output"]
-    assert "more bytes discarded" in result["output"]
+    assert result["discarded"] == 50000000 + 9 - 64 * 1024  # every byte was read
 
 
 def test_hook_that_exits_0_while_its_child_holds_stdout_succeeds(lab):
@@ -306,3 +307,44 @@ def test_bundle_replaces_an_existing_regular_file(tmp_path, capsys):
     code, _ = _bundle(out, capsys)
     assert code == 0 and out.read_bytes().startswith(b"#!/usr/local/bin/python3\n")
     assert (out.stat().st_mode & 0o777) == 0o755
+
+
+def _peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as stream:
+        for line in stream:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_daemon_memory_stays_small_while_a_hook_prints_200_mb(lab, kernel, fs_factory, daemons):
+    lab.write_hook("10-loud", '[ "$1" = freeze ] && head -c 200000000 /dev/zero; exit 0')
+    fs_factory("ufs_only")
+    daemon = daemons(lab, "--hook-timeout", "60", "--budget", "14")
+    kernel.wait_connected()
+    assert kernel.request(Op.FREEZE, timeout=60).status == Status.SUCCESS
+    assert _peak_rss_mb(daemon.proc.pid) < 80
+    assert kernel.request(Op.THAW).status == Status.SUCCESS
+    assert wait_for(lambda: "200000000 bytes" not in lab.log_text()
+                    and "more bytes of output discarded" in lab.log_text())
+
+
+def test_daemon_kills_what_a_timed_out_hook_double_forked_out_of_its_session(
+        lab, kernel, fs_factory, daemons):
+    pids = lab.dir / "pids"
+    lab.write_hook("10-escape", f"""[ "$1" = thaw ] && exit 0
+(setsid sh -c 'echo $$ >> "{pids}"; exec sleep 60' &)
+sleep 60""")
+    fs_factory("ufs_only")
+    daemons(lab, "--hook-timeout", "1")
+    kernel.wait_connected()
+    assert kernel.request(Op.FREEZE).status == Status.FAIL
+    escaped = int(pids.read_text())
+
+    def gone():
+        try:
+            with open(f"/proc/{escaped}/stat") as stream:
+                return stream.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+    assert wait_for(gone)
