@@ -162,14 +162,20 @@ host_variables = st.one_of(
 )
 
 # rc.subr's run_rc_command builds "$command $rc_flags" and evals it, so the
-# daemon's flags are parsed by the shell a second time.
+# daemon's flags are parsed by the shell a second time. Scripts are not run
+# (they would act on the machine running the tests): they are parsed, and
+# their variable assignments, where rendered values land, are sourced.
 RUN = r"""
 cd "$WORK" || exit 97
 for file in "$@"; do
     case "$file" in
     */rc.conf.d/hvbsd_vssd) (. "$file"; eval ": $hvbsd_vssd_flags") ;;
     *.conf|*/rc.conf) (. "$file") ;;
-    *) /bin/sh "$file" hn0 hn0 ;;
+    *)
+        /bin/sh -n "$file" || echo "does not parse: $file" >> "$WORK/canary.log"
+        grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$file" > "$WORK/assignments"
+        (. "$WORK/assignments")
+        ;;
     esac
 done
 exit 0
@@ -177,7 +183,11 @@ exit 0
 
 
 def _run_with_canary(tmp: Path, files: list[Path], actions: list[str]) -> str:
-    """Source or run each file, and each devd action, in /bin/sh; the canary's log."""
+    """Source each file, and each devd action, in /bin/sh; the canary's log.
+
+    An action runs as the arguments of ``:``, so its programs never run but
+    anything that would escape its words (``;``, ``$(...)``, a newline) does.
+    """
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
     log = tmp / "canary.log"
@@ -185,11 +195,11 @@ def _run_with_canary(tmp: Path, files: list[Path], actions: list[str]) -> str:
     canary.write_text(f"#!/bin/sh\necho called >> '{log}'\n")
     canary.chmod(0o755)
     env = {"PATH": str(bin_dir), "WORK": str(tmp), "HOME": str(tmp)}
-    subprocess.run(["/bin/sh", "-c", RUN, "sh", *map(str, files)], env=env,
+    subprocess.run(["/bin/sh", "-c", RUN, "sh", *map(str, files)], env=env, cwd=tmp,
                    capture_output=True, timeout=60, check=False)
     for action in actions:
-        subprocess.run(["/bin/sh", "-c", action], env=env, capture_output=True, timeout=20,
-                       check=False)
+        subprocess.run(["/bin/sh", "-c", ": " + action], env=env, cwd=tmp,
+                       capture_output=True, timeout=20, check=False)
     return log.read_text() if log.exists() else ""
 
 
