@@ -348,3 +348,15 @@ sleep 60""")
         except FileNotFoundError:
             return True
     assert wait_for(gone)
+
+
+def test_daemon_freeze_succeeds_when_a_hook_exits_0_leaving_a_child_on_its_output(
+        lab, kernel, fs_factory, daemons, m):
+    lab.write_hook("10-bg", '[ "$1" = freeze ] && sleep 30 & exit 0')
+    service = fs_factory("ufs_only")
+    daemons(lab, "--hook-timeout", "2")
+    kernel.wait_connected()
+    assert kernel.request(Op.FREEZE).status == Status.SUCCESS
+    assert service.suspended == {m.ROOT_UFS.fsid, m.VAR_UFS.fsid}
+    assert kernel.request(Op.THAW).status == Status.SUCCESS
+    assert "killed after" not in lab.log_text()
