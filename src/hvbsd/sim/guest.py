@@ -9,7 +9,7 @@ A guest ``NAME`` lives in ``ROOT/NAME`` (``ROOT`` = ``$HVBSD_SIM_HOME`` or
     upper/NAME/       upper layers of the overlays on /etc, /usr, /var, /boot, /root
     work/NAME/        overlayfs work directories
     tmp/ dev/         the guest's private /tmp and /dev
-    rootfs/           mount point of the guest's root while it runs
+    rootfs/           mount point of the guest's root (a read-only tmpfs) while it runs
 
 ``Guest(name, root).exec(["ifconfig", "-l"])`` runs a command inside; see
 :mod:`hvbsd.sim.namespace` for the mechanics.
@@ -608,8 +608,8 @@ def _read_only_binds(visible_tops: Sequence[str]) -> list[str]:
     binds: list[str] = []
     for path in sorted(set(needed)):
         top = path.lstrip("/").split("/", 1)[0]
-        if not top or top in shown or top in ("proc", "dev"):
-            continue
+        if not top or top in shown or top in ("proc", "dev") or path == "/tmp":
+            continue  # "/tmp" itself would hide the guest's own
         if any(path == kept or path.startswith(kept + "/") for kept in binds):
             continue
         binds.append(path)
