@@ -50,6 +50,7 @@ SIM_KERNEL_DIR_ENV = "HVBSD_SIM_KERNEL_DIR"
 EX_OK = 0
 EX_USAGE = 2  # a bad option or a path the daemon refuses to use
 EX_UNAVAILABLE = 69  # sysexits: the device is held by another daemon
+EX_SOFTWARE = 70  # sysexits: an error of the daemon's own
 EX_OSERR = 71  # sysexits: the device or the platform cannot be used
 
 STATUS_THAWED = 0
@@ -557,6 +558,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(log, str(exc), EX_UNAVAILABLE, ready)
     except (ChannelError, PlatformError) as exc:
         return _fail(log, str(exc), EX_OSERR, ready)
+    except Exception as exc:  # the launcher must hear of it, not exit 0
+        return _fail(log, f"cannot start: {type(exc).__name__}: {exc}", EX_SOFTWARE, ready)
     # holding the device, this is the only daemon: the state file is ours now
     for path in (args.state_file, args.pidfile):
         for stale in files.remove_stale_temporaries(path):
