@@ -278,3 +278,24 @@ def test_an_ordinary_user_in_a_guest_writes_nothing_on_the_host(tmp_path):
     assert outcome[str(writable)] == "refused"
     assert outcome[str(source)] == "refused"
     assert list(root.iterdir()) == [root / ".lock"]
+
+
+def test_links_the_guest_leaves_in_its_kernel_directory_are_never_followed(sim_guest, tmp_path):
+    from hvbsd.sim.kernel import Kernel, KernelError
+
+    planted = tmp_path / "planted-by-the-guest"
+    ran = sim_guest.exec(["sh", "-c", f"ln -sf {planted} /var/run/hvbsd-sim/kernel.lock"])
+    assert ran.returncode == 0, ran.stderr
+    with pytest.raises(KernelError, match=r"kernel\.lock: is a symbolic link"):
+        Kernel(sim_guest.kernel_dir).snapshot()
+    assert not os.path.lexists(planted)
+
+    sim_guest.exec(["rm", "/var/run/hvbsd-sim/kernel.lock"], check=True)
+    fifo = "rm /var/run/hvbsd-sim/kernel.json && mkfifo /var/run/hvbsd-sim/kernel.json"
+    assert sim_guest.exec(["sh", "-c", fifo]).returncode == 0
+    with pytest.raises(KernelError, match=r"kernel\.json: not a regular file"):
+        Kernel(sim_guest.kernel_dir).snapshot()  # refused at once, not a read that never ends
+    sim_guest.exec(["sh", "-c", "rm /var/run/hvbsd-sim/kernel.json; ln -s /dev/zero "
+                    "/var/run/hvbsd-sim/kernel.json"], check=True)
+    with pytest.raises(KernelError, match=r"kernel\.json"):
+        Kernel(sim_guest.kernel_dir).snapshot()

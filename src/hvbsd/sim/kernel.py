@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 DEFAULT_KERNEL_DIR = "/var/run/hvbsd-sim"
 KERNEL_DIR_ENV = "HVBSD_SIM_KERNEL_DIR"
+# kernel.json of a guest with 8 NICs is a few hundred kB; anything far larger is not ours.
+MAX_STATE_BYTES = 16 * 1024 * 1024
 
 OSRELEASE = "14.1-RELEASE"
 OSRELDATE = 1401000
@@ -463,8 +467,14 @@ class Kernel:
     @contextlib.contextmanager
     def _locked(self, mode: int) -> Iterator[None]:
         try:
-            handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except FileNotFoundError:
+            # The guest can write this directory: never follow a link it left here.
+            handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                             0o644)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise KernelError(22, f"{self.lock_path}: is a symbolic link") from None
+            if error.errno != errno.ENOENT:
+                raise
             raise KernelError(
                 2, f"no simulated kernel in {self.directory} (set {KERNEL_DIR_ENV})"
             ) from None
@@ -476,11 +486,20 @@ class Kernel:
 
     def _read(self) -> State:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            handle = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise KernelError(
                 2, f"no simulated kernel in {self.directory} (set {KERNEL_DIR_ENV})"
             ) from None
+        except OSError as error:
+            raise KernelError(22, f"{self.path}: {error.strerror}") from None
+        with os.fdopen(handle, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise KernelError(22, f"{self.path}: not a regular file")
+            data = stream.read(MAX_STATE_BYTES + 1)
+        if len(data) > MAX_STATE_BYTES:
+            raise KernelError(22, f"{self.path}: larger than {MAX_STATE_BYTES} bytes")
+        text = data.decode("utf-8", errors="replace")
         try:
             return state_from_dict(json.loads(text))
         except (ValueError, TypeError) as error:
