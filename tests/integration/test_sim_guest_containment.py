@@ -299,3 +299,22 @@ def test_links_the_guest_leaves_in_its_kernel_directory_are_never_followed(sim_g
                     "/var/run/hvbsd-sim/kernel.json"], check=True)
     with pytest.raises(KernelError, match=r"kernel\.json"):
         Kernel(sim_guest.kernel_dir).snapshot()
+
+
+def test_boot_reads_no_host_file_through_links_the_guest_left_in_boot(sim_guest, tmp_path):
+    from hvbsd.sim.kernel import Kernel
+
+    host_file = tmp_path / "host-loader.conf"
+    host_file.write_text('hvbsd.probe.host="leaked"\n')
+    os.chmod(tmp_path, 0o755)
+    plant = (
+        f"ln -s {host_file} /boot/loader.conf && mkdir -p /boot/loader.conf.d && "
+        f"ln -s {host_file} /boot/loader.conf.d/a.conf && mkfifo /boot/loader.conf.d/b.conf && "
+        "echo 'hvbsd.probe.guest=\"own\"' > /boot/loader.conf.d/c.conf"
+    )
+    ran = sim_guest.exec(["sh", "-c", plant])
+    assert ran.returncode == 0, ran.stderr
+    sim_guest.stop()
+    sim_guest.start()  # would hang on the FIFO, or read the host's file through the links
+    loader = Kernel(sim_guest.kernel_dir).snapshot().loader
+    assert loader == {"hvbsd.probe.guest": "own"}

@@ -28,6 +28,7 @@ DEFAULT_KERNEL_DIR = "/var/run/hvbsd-sim"
 KERNEL_DIR_ENV = "HVBSD_SIM_KERNEL_DIR"
 # kernel.json of a guest with 8 NICs is a few hundred kB; anything far larger is not ours.
 MAX_STATE_BYTES = 16 * 1024 * 1024
+MAX_LOADER_BYTES = 1024 * 1024
 
 OSRELEASE = "14.1-RELEASE"
 OSRELDATE = 1401000
@@ -782,14 +783,21 @@ def read_loader_settings(boot_directory: Path) -> dict[str, str]:
     """``name=value`` settings of loader.conf then loader.conf.d/*.conf; later wins."""
     files = [boot_directory / "loader.conf"]
     conf_d = boot_directory / "loader.conf.d"
-    if conf_d.is_dir():
+    # The directory is a guest's overlay layer, read from the host before the
+    # guest runs: links the guest left there would lead to the host's files,
+    # and a FIFO would never end, so only regular files are read, bounded.
+    if conf_d.is_dir() and not conf_d.is_symlink():
         files.extend(sorted(conf_d.glob("*.conf")))
     settings: dict[str, str] = {}
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except (FileNotFoundError, IsADirectoryError):
+            handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
             continue
+        with os.fdopen(handle, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                continue
+            text = stream.read(MAX_LOADER_BYTES).decode("utf-8", errors="replace")
         for line in text.splitlines():
             parsed = parse_loader_line(line)
             if parsed is not None:
