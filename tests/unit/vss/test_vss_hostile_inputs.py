@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hvbsd.vss import cli as vss_cli
+from hvbsd.vss.daemon import print_status
 from hvbsd.vss.protocol import Op, Status
 from hvbsd.vss.state import State, StateError, parse_state
 
@@ -360,3 +361,16 @@ def test_daemon_freeze_succeeds_when_a_hook_exits_0_leaving_a_child_on_its_outpu
     assert service.suspended == {m.ROOT_UFS.fsid, m.VAR_UFS.fsid}
     assert kernel.request(Op.THAW).status == Status.SUCCESS
     assert "killed after" not in lab.log_text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(state_like, json_values))
+def test_status_says_frozen_only_for_a_state_that_parses_as_frozen(tmp_path_factory, value):
+    path = tmp_path_factory.mktemp("status") / "state"
+    data = json.dumps(value).encode()
+    path.write_bytes(data)
+    try:
+        expected = 1 if parse_state(data).frozen else 0
+    except StateError:
+        expected = 2
+    assert print_status(str(path)) == expected
