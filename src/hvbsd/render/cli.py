@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 EXIT_DIFFERENT = 1
@@ -53,21 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_vars_file(path: str) -> dict[str, Any]:
     """The variables of one host's YAML file; ValueError names the file and what is wrong."""
-    import yaml
+    from hvbsd.render.loader import load_vars_file as load
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of variables, found {type(data).__name__}")
-    return data
+    return load(path)
 
 
 def run(args: argparse.Namespace) -> int:

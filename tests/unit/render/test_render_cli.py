@@ -147,14 +147,14 @@ def test_bad_input_leaves_an_existing_tree_untouched(hvbsd_render, root, tmp_pat
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("- just\n- a list\n", "expected a mapping of variables, found list"),
-    ("hyperv_guest_mode: [unclosed\n", "not valid YAML"),
+    ("- just\n- a list\n", ": expected a mapping of variables, found a list"),
+    ("hyperv_guest_mode: [unclosed\n", ":2: not valid YAML"),
 ])
 def test_a_vars_file_that_is_not_a_mapping_is_refused(hvbsd_render, tmp_path, content, message):
     path = _vars_file(tmp_path, content)
     result = hvbsd_render("--vars", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert f"{path}: {message}" in result.stderr
+    assert f"{path}{message}" in result.stderr
 
 
 def test_a_missing_vars_file_is_named_in_the_error(hvbsd_render, tmp_path):
