@@ -18,6 +18,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import socket
 import struct
 import subprocess
 from typing import List, Optional, Sequence
@@ -345,10 +346,30 @@ class SimPlatform(Platform):
         return _ConnectionSuspension(mount, connection)
 
     def sync(self, timeout: Optional[float] = None) -> None:
-        self._call({"op": "sync"})
+        self._bounded({"op": "sync"}, timeout)
 
     def zpool_sync(self, pools: Sequence[str], timeout: Optional[float] = None) -> None:
-        self._call({"op": "zpool_sync", "pools": list(pools)})
+        self._bounded({"op": "zpool_sync", "pools": list(pools)}, timeout)
+
+    def _bounded(self, request: dict, timeout: Optional[float]) -> None:
+        """One request on its own connection that waits at most ``timeout``."""
+        if timeout is None:
+            self._call(request)
+            return
+        if timeout <= 0:
+            raise PlatformError("ETIMEDOUT", f"{request['op']}: no time left")
+        connection = self._connect(timeout)
+        try:
+            reply = connection.request(request)
+        except (OSError, simwire.WireError) as exc:
+            raise PlatformError("ETIMEDOUT" if isinstance(exc, (TimeoutError, socket.timeout))
+                                else "EIO",
+                                f"{self.path}: {request['op']}: {exc or 'timed out'}") from None
+        finally:
+            connection.close()
+        if not reply["ok"]:
+            raise PlatformError(str(reply.get("errno", "EIO")),
+                                f"{request['op']}: {reply.get('message', 'failed')}")
 
     def fd_mount(self, fd: int, mounts: Sequence[Mount]) -> Optional[Mount]:
         # the simulated filesystems are the guest's directories: the deepest mount

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from hvbsd.sim.hyperv_vss import HOST_OPS, HV_E_FAIL, HV_S_OK, Loop, VssDriver
 from hvbsd.vss.mounts import Mount
 from hvbsd.vss.platform import build_statfs, parse_statfs
+from hvbsd.vss.simwire import SimFsServer
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "..", "src")
 
@@ -363,3 +365,24 @@ def test_parse_statfs_skips_an_entry_with_a_relative_mount_point_or_no_type():
     mounts = parse_statfs(good + bytes(relative) + bytes(untyped), 3, skipped)
     assert [mount.mount_on for mount in mounts] == ["/"]
     assert len(skipped) == 2 and "entry 1" in skipped[0] and "entry 2" in skipped[1]
+
+
+def test_a_zpool_sync_that_hangs_is_cut_at_the_budget(lab, rig, daemons, m):
+    class HangingZpool(SimFsServer):
+        def _zpool_sync(self, pools):
+            time.sleep(4)
+            return super()._zpool_sync(pools)
+
+    server = HangingZpool(lab.fs_path, [m.ZROOT, m.TANK])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        daemon = start(lab, rig, daemons, "--budget", "1")
+        assert rig.host("FREEZE") == HV_E_FAIL
+        assert rig.replies() == ["fs failed"] and rig.late() == []
+        assert wait_for(lambda: "zpool_sync" in lab.log_text())
+        assert daemon.running
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.close()
