@@ -45,6 +45,8 @@ class WriteFailed(Exception):
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if not args.out or args.out.endswith("/"):
+            raise ValueError(f"OUT {args.out!r} must name the file to write")
         bundle(Path(args.out), args.interpreter)
     except ValueError as exc:
         sys.stderr.write(f"hvbsd bundle-vssd: {exc}\n")
@@ -79,8 +81,6 @@ def bundle(out: Path, interpreter: str = DEFAULT_INTERPRETER) -> None:
     device such as /dev/full, a FIFO); WriteFailed when writing fails.
     """
     data = archive_bytes(interpreter)
-    if not str(out) or str(out).endswith("/"):
-        raise ValueError(f"{str(out)!r}: give the file to write")
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise ValueError(f"{out}: directory {directory} does not exist")
