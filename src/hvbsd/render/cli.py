@@ -59,7 +59,7 @@ def load_vars_file(path: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from hvbsd.render.engine import InvalidVariables, render_host
-    from hvbsd.render.output import check_host_name, diff_hosts, tree_of
+    from hvbsd.render.output import diff_hosts, tree_of
 
     if args.limit and not args.inventory:
         print("hvbsd render: --limit needs -i INVENTORY", file=sys.stderr)
@@ -73,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from hvbsd.render.inventory import inventory_hosts
 
-            hosts = inventory_hosts(args.inventory, args.limit)
-            for host in hosts:
-                check_host_name(host)
+            hosts = inventory_hosts(args.inventory, args.limit)  # host names checked there
     except ValueError as exc:
         print(f"hvbsd render: {exc}", file=sys.stderr)
         return EXIT_INVALID
