@@ -318,3 +318,21 @@ def test_boot_reads_no_host_file_through_links_the_guest_left_in_boot(sim_guest,
     sim_guest.start()  # would hang on the FIFO, or read the host's file through the links
     loader = Kernel(sim_guest.kernel_dir).snapshot().loader
     assert loader == {"hvbsd.probe.guest": "own"}
+
+
+def test_guest_path_follows_the_guests_links_inside_the_guest_not_on_the_host(sim_guest, tmp_path):
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only\n")
+    climb = "../" * 12 + str(secret).lstrip("/")
+    plant = (f"ln -s {secret} /etc/absolute && ln -s {climb} /etc/climbing && "
+             "ln -s /usr/local/etc /etc/usr-local-etc && echo own > /usr/local/etc/own")
+    assert sim_guest.exec(["sh", "-c", plant]).returncode == 0
+    for running in (True, False):
+        if not running:
+            sim_guest.stop()
+        for name in ("/etc/absolute", "/etc/climbing"):
+            with pytest.raises(FileNotFoundError):
+                sim_guest.path(name).read_text()
+        # A link within the guest still leads where the guest would be led.
+        assert sim_guest.path("/etc/usr-local-etc/own").read_text() == "own\n"
+    sim_guest.start()

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from hvbsd.sim import namespace
 
@@ -467,12 +467,58 @@ class Guest:
         if not guest_path.startswith("/"):
             raise InvalidInput(f"guest path {guest_path!r}: must be absolute")
         self._require_exists()
-        relative = os.path.normpath(guest_path).lstrip("/")
         pid = self.pid
         if pid is not None:
-            return Path(f"/proc/{pid}/root") / relative
-        return _Layout(self.state_dir, self.config()["overlaid"]).lookup("/" + relative)
+            root = Path(f"/proc/{pid}/root")
 
+            def locate(inside: str) -> Path:
+                return root / inside.lstrip("/")
+        else:
+            locate = _Layout(self.state_dir, self.config()["overlaid"]).lookup
+        return locate(_resolve_in_guest(guest_path, locate))
+
+
+
+MAX_SYMLINKS = 40  # Linux's limit on links followed in one lookup
+
+
+def _resolve_in_guest(guest_path: str, locate: Callable[[str], Path]) -> str:
+    """``guest_path`` with every symlink resolved the way the guest sees it.
+
+    A host process walking ``/proc/PID/root/...`` (or the layers on disk)
+    would resolve an absolute link, or enough ``..``, against the HOST's root:
+    a link the guest left would lead a host-side reader to the host's files.
+    So links are followed here, inside the guest's root, and the path returned
+    holds none (a guest process swapping a part for a link in between is not
+    guarded against).
+    """
+    pending = [part for part in guest_path.split("/") if part not in ("", ".")]
+    pending.reverse()
+    resolved: list[str] = []
+    followed = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = "/" + "/".join([*resolved, part])
+        try:
+            info = os.lstat(locate(candidate))
+        except OSError:
+            resolved.append(part)  # absent: the rest is looked up as it is
+            continue
+        if not stat.S_ISLNK(info.st_mode):
+            resolved.append(part)
+            continue
+        followed += 1
+        if followed > MAX_SYMLINKS:
+            raise GuestError(f"{guest_path}: too many levels of symbolic links in the guest")
+        target = os.readlink(locate(candidate))
+        if target.startswith("/"):
+            resolved = []
+        pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+    return "/" + "/".join(resolved)
 
 
 def list_guests(root: Optional[PathLike] = None) -> list[Guest]:
@@ -521,10 +567,16 @@ class _Layout:
         try:
             upper = self.upper(guest_path)
         except GuestError:
-            return Path(guest_path)
+            top = guest_path.lstrip("/").split("/", 1)[0]
+            if top in namespace.SHARED_TOPS:
+                return Path(guest_path)  # bound read-only from the host
+            # Not the guest's and not shown to it: an empty directory of its root.
+            return self.state / "rootfs" / guest_path.lstrip("/")
         if os.path.lexists(upper) or not str(upper).startswith(str(self.state / "upper")):
             return upper
         top, rest = self._split(guest_path)
+        if top in PRIVATE_OVERLAYS:
+            return upper  # starts empty: nothing of the host's below it
         return Path("/" + top) / rest
 
     def directory(self, guest_path: str) -> None:
