@@ -386,3 +386,19 @@ def test_a_zpool_sync_that_hangs_is_cut_at_the_budget(lab, rig, daemons, m):
         server.shutdown()
         thread.join(10)
         server.close()
+
+
+def test_sigterm_while_a_freeze_hook_runs_is_served_once_it_is_done_and_thaws_it(
+        lab, rig, fs_factory, daemons):
+    lab.write_hook("10-db", '[ "$1" = freeze ] && sleep 1; exit 0')
+    service = fs_factory("two_ufs")
+    daemon = start(lab, rig, daemons)
+    answers: List[int] = []
+    rig.driver.host_request(HOST_OPS["FREEZE"], lambda status, extra: answers.append(status))
+    assert rig.pump(lambda: lab.journal() == ["10-db freeze"], 10.0)
+    daemon.signal(signal.SIGTERM)
+    assert rig.pump(lambda: daemon.proc.poll() is not None, 15.0)
+    assert daemon.wait() == 0
+    assert answers == [HV_S_OK]  # the request under way was still answered
+    assert lab.journal() == ["10-db freeze", "10-db thaw"]
+    assert service.suspended == frozenset() and status_code(lab) == 0
