@@ -79,12 +79,18 @@ class Deployer:
 
     def run(self, host: str, variables: dict[str, Any], *extra: str
             ) -> subprocess.CompletedProcess[str]:
+        return self.run_hosts({host: variables}, *extra)
+
+    def run_hosts(self, hosts: dict[str, dict[str, Any]], *extra: str
+                  ) -> subprocess.CompletedProcess[str]:
+        """One run for several inventory hosts (``ansible_hvbsd_sim_guest`` picks a
+        host's guest when its name is not the guest's)."""
         self.count += 1
         inventory = self.work / f"inventory-{self.count}.yml"
         inventory.write_text(yaml.safe_dump({"all": {"hosts": {host: {
             "ansible_connection": "hvbsd_sim",
             "ansible_hvbsd_sim_state_dir": str(self.state_dir),
-            **variables}}}}))
+            **variables} for host, variables in hosts.items()}}}))
         return subprocess.run(
             [sys.executable, "-m", "ansible.cli.playbook",
              "-i", str(inventory), str(REPO / "deploy.yml"), *extra],
@@ -216,20 +222,30 @@ def test_check_diff_on_a_fresh_guest_shows_changes_and_makes_none(lab):
     assert snapshot(guest) == before, "--check changed the guest"
 
 
-def test_bad_variables_stop_the_run_before_anything_changes(lab):
+def assert_refused_before_any_change(lab: dict[str, Any], cases: dict[str, dict[str, Any]]
+                                     ) -> None:
+    """Each case (expected message -> bad variables) as its own inventory host on
+    guest "fresh", in one run: every host fails, nothing changes."""
     guest = lab["guests"]["fresh"]
     before = snapshot(guest)
-    cases = {
+    hosts = {f"case{index}": {**baseline(lab), **bad, "ansible_hvbsd_sim_guest": "fresh"}
+             for index, bad in enumerate(cases.values())}
+    result = lab["deploy"].run_hosts(hosts)
+    assert result.returncode != 0, result.stdout
+    for index, expected in enumerate(cases):
+        failures = re.findall(rf"^(?:fatal|failed): \[case{index}\].*$", result.stdout,
+                              re.MULTILINE)
+        assert any(expected in line for line in failures), (expected, result.stdout)
+        assert recap(result, f"case{index}")["changed"] == 0
+    assert snapshot(guest) == before
+
+
+def test_bad_variables_stop_the_run_before_anything_changes(lab):
+    assert_refused_before_any_change(lab, {
         "hyperv_guest_interfaces[0].name": {"hyperv_guest_interfaces": [{"name": "hn0;reboot"}]},
         "hyperv_guest_modee: unknown variable": {"hyperv_guest_modee": "lagg"},
         "hyperv_vss_zfs": {"hyperv_vss_zfs": "snapshot"},
-    }
-    for expected, bad in cases.items():
-        result = lab["deploy"].run("fresh", {**baseline(lab), **bad})
-        assert result.returncode != 0, result.stdout
-        assert expected in result.stdout, result.stdout
-        assert recap(result, "fresh")["changed"] == 0
-    assert snapshot(guest) == before
+    })
 
 
 def test_an_upgrade_changes_exactly_the_files_it_affects(lab, deployed):
@@ -282,9 +298,7 @@ PAYLOAD = f"'$(touch {CANARY})'"
 def test_values_of_the_wrong_yaml_type_stop_the_run_before_anything_changes(lab):
     """Ansible's argument-spec validator coerces these to strings; the roles'
     own check refuses them, before any task changes the guest."""
-    guest = lab["guests"]["fresh"]
-    before = snapshot(guest)
-    cases = {
+    assert_refused_before_any_change(lab, {
         "hyperv_guest_interfaces[0].name: must be a string, not a mapping":
             {"hyperv_guest_interfaces": [{"name": {PAYLOAD: 1}}]},
         "hyperv_guest_interfaces[0].name: must be a string, not bytes":
@@ -299,14 +313,8 @@ def test_values_of_the_wrong_yaml_type_stop_the_run_before_anything_changes(lab)
             {"hyperv_guest_interfaces": [{"name": None}]},
         "hyperv_vss_hooks_dir: '/tmp' is a system directory":
             {"hyperv_vss_hooks_dir": "/tmp"},
-    }
-    for expected, bad in cases.items():
-        result = lab["deploy"].run("fresh", {**baseline(lab), **bad})
-        assert result.returncode != 0, result.stdout
-        assert expected in result.stdout, result.stdout
-        assert recap(result, "fresh")["changed"] == 0
-    assert snapshot(guest) == before
-    assert not guest.path(CANARY).exists()
+    })
+    assert not lab["guests"]["fresh"].path(CANARY).exists()
     assert not Path(CANARY).exists()
 
 
