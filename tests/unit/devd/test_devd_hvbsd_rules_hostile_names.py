@@ -112,6 +112,13 @@ def folded(name: str) -> str:
     return name.translate(_ASCII_LOWER)
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(tmp_path, monkeypatch):
+    """Actions run by a real shell (and, in the control, injected commands such as
+    `touch canary 0` or `>touch`) write relative paths into the test's own directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("quoting", MODES)
 @pytest.mark.parametrize("event", sorted(EVENTS))
 def test_no_hostile_name_runs_code_through_hvbsds_rules(tmp_path, quoting, event):
