@@ -8,8 +8,10 @@ orphans are reparented to it instead of to init.
 - FreeBSD: ``procctl(P_PID, getpid(), PROC_REAP_ACQUIRE)``, and at a hook's
   timeout ``PROC_REAP_KILL`` with ``REAPER_KILL_SUBTREE`` and the hook's pid,
   which signals every process descending from that child of the reaper,
-  whatever its session (sys/sys/procctl.h; sys/kern/kern_procctl.c,
-  reap_acquire and reap_kill).
+  whatever its session ("only to descendants that were forked by the
+  direct child with pid specified in the rk_subtree field", procctl(2);
+  sys/sys/procctl.h for the numbers and the struct; sys/kern/kern_procctl.c,
+  reap_kill).
 - Linux (the simulator): ``prctl(PR_SET_CHILD_SUBREAPER)``, and at a timeout
   the descendants of the hook found through ``/proc/*/stat``, plus the
   orphans adopted since the hook started.
