@@ -81,6 +81,8 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "hyperv_vss_freeze_timeout": (1, 3600),
     # A hook must finish inside the kernel's 15 s budget for the whole request.
     "hyperv_vss_hook_timeout": (1, 14),
+    # The daemon's whole FREEZE, likewise (hvbsd_vssd refuses 15 and more).
+    "hyperv_vss_budget": (1, 14),
 }
 # Most items of every list option.
 MAX_ITEMS: dict[str, int] = {

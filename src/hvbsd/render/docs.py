@@ -1,6 +1,6 @@
 """Documentation generated from the roles' argument specs: the README's
 variables table and each role's README (``python -m hvbsd.render.docs``
-rewrites the role READMEs)."""
+rewrites both in a checkout)."""
 
 from __future__ import annotations
 
@@ -167,6 +167,21 @@ def write_role_readmes() -> list[Path]:
     return changed
 
 
+def write_readme_table(readme: Path) -> bool:
+    """Rewrite the text between the README's variables markers; True if it changed."""
+    text = readme.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN + "\n")
+    _, _, tail = rest.partition(END)
+    new = head + BEGIN + "\n" + variables_table() + END + tail
+    if new == text:
+        return False
+    readme.write_text(new, encoding="utf-8")
+    return True
+
+
 if __name__ == "__main__":
     for written in write_role_readmes():
         print(f"wrote {written}")
+    top_readme = ROLES_DIR.parent / "README.md"
+    if write_readme_table(top_readme):
+        print(f"wrote {top_readme}")
