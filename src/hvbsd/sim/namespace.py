@@ -297,8 +297,10 @@ def enter_command(pid: int) -> list[str]:
     The guest's UTS, network and PID namespaces belong to the outer user
     namespace, its mount namespace to the nested one the holder moved into.
     setns(2) into a UTS, network or PID namespace needs CAP_SYS_ADMIN in the
-    caller's own user namespace as well: root has it already, so one nsenter
-    enters them all and then the nested user namespace.  An ordinary user
+    caller's own user namespace as well (Linux kernel/utsname.c,
+    utsns_install): root has it already, so one nsenter enters them all and
+    then, in its second pass, the nested user namespace (util-linux
+    sys-utils/nsenter.c enters the user namespace last when it can).  An ordinary user
     first enters the outer user namespace (pinned at ``PARENT_USERNS`` in the
     guest's root) with those three, then a second nsenter enters the mount
     and nested user namespace.
