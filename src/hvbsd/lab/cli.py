@@ -22,9 +22,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-REPO = Path(__file__).resolve().parents[3]
-DEFAULT_VARS = REPO / "lab" / "vars" / "default.yml"
-CHECKS = REPO / "tests" / "infra"
+from hvbsd.locate import data_path, data_root
+
+DEFAULT_VARS = data_path("lab", "vars", "default.yml")
+CHECKS = data_path("tests", "infra")
 STATE_FILE = "lab.json"
 VARIABLES_COPY = "variables.json"
 DEFAULT_GUESTS = 2
@@ -195,11 +196,11 @@ def _run_checks(target: Any, staging: Path, tracker: Any) -> Any:
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     argv = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
-            "-o", "addopts=", "--import-mode=importlib", f"--rootdir={REPO}",
+            "-o", "addopts=", "--import-mode=importlib", f"--rootdir={data_root()}",
             f"--hosts={target.hosts_spec}", f"--hvbsd-vars={target.variables_file}", "--hvbsd-live",
             f"--hvbsd-timeline={timeline}", f"--junitxml={junit}", str(CHECKS)]
     try:
-        ran = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True,
+        ran = subprocess.run(argv, env=env, cwd=data_root(), capture_output=True, text=True,
                              timeout=CHECK_TIMEOUT, check=False)
         output = ran.stdout + ran.stderr
     except subprocess.TimeoutExpired:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from hvbsd.lab.providers import Progress, ProviderError, Target
+from hvbsd.locate import ansible_environment, data_path, data_root
 
-REPO = Path(__file__).resolve().parents[3]
-PLAYBOOK = REPO / "deploy.yml"
+PLAYBOOK = data_path("playbooks", "deploy.yml")
 DEPLOY_TIMEOUT = 900.0
 DAEMON_WAIT = 20.0
 _HN = re.compile(r"hn(\d+)\Z")
@@ -72,7 +72,9 @@ class SimProvider:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+        env.pop("ANSIBLE_CONFIG", None)
+        env.update(ansible_environment(self.state_dir / "collections"))
+        env.update(ANSIBLE_NOCOLOR="1",
                    ANSIBLE_FORCE_COLOR="0", HVBSD_SIM_HOME=str(self.root),
                    ANSIBLE_LOCAL_TEMP=str(self.state_dir / "ansible-tmp"))
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
@@ -121,7 +123,7 @@ class SimProvider:
             result = subprocess.run(
                 [sys.executable, "-m", "ansible.cli.playbook", "-i", str(inventory),
                  "--forks", str(len(targets)), str(PLAYBOOK)],
-                env=self._env(), cwd=REPO, capture_output=True, text=True,
+                env=self._env(), cwd=data_root(), capture_output=True, text=True,
                 timeout=DEPLOY_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise ProviderError(f"ansible-playbook deploy.yml: no result within "

@@ -30,8 +30,8 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from hvbsd.lab.providers import Progress, ProviderError, Target
+from hvbsd.locate import data_root
 
-REPO = Path(__file__).resolve().parents[3]
 NOT_INSTALLED = "vagrant is not installed; use --provider sim (the default) or install Vagrant"
 TAIL_LINES = 20
 # The Vagrantfile's machines, in its order (a test keeps both in step); a plain
@@ -72,7 +72,7 @@ class VagrantProvider:
 
     def __init__(self, state_dir: Path, root: Path | None = None) -> None:
         self.state_dir = Path(state_dir) / "vagrant"
-        self.root = Path(root or os.environ.get("HVBSD_VAGRANT_ROOT") or REPO).resolve()
+        self.root = Path(root or os.environ.get("HVBSD_VAGRANT_ROOT") or data_root()).resolve()
         self.log_path = self.state_dir / "vagrant.log"
         self.vagrant_provider = os.environ.get("HVBSD_VAGRANT_PROVIDER") or None
 

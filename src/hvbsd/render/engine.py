@@ -2,29 +2,28 @@
 
 The manifest (templates/manifest.yml) says which files exist; the roles'
 defaults and argument specs say which variables exist. Validation is
-the roles' ``hvbsd_checks`` filter plugin, loaded from its file so there is
-one copy, driven by the roles' argument specs.
+the collection's ``hvbsd_checks`` filter plugin, loaded from its file so
+there is one copy, driven by the roles' argument specs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
 import jinja2
 import yaml
 
-ROOT = Path(os.environ.get("HVBSD_ROOT") or Path(__file__).resolve().parents[3])
-TEMPLATES_DIR = ROOT / "templates"
-ROLES_DIR = ROOT / "roles"
+from hvbsd.locate import data_path
+
+TEMPLATES_DIR = data_path("templates")
+ROLES_DIR = data_path("roles")
 ROLES = ("hyperv_guest", "hyperv_vss")
-CHECKS_FILE = ROLES_DIR / "hyperv_guest" / "filter_plugins" / "hvbsd_checks.py"
+CHECKS_FILE = data_path("plugins", "filter", "hvbsd_checks.py")
 
 
 class InvalidVariables(ValueError):

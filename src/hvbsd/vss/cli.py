@@ -28,15 +28,30 @@ sys.exit(main())
 PACKAGE_INIT = b'"""hvbsd (the guest-side subset: hvbsd.vss only)."""\n'
 
 
+DESCRIPTION = ("Write hvbsd_vssd as one executable Python zipapp (standard library only) for"
+               " installing on a FreeBSD guest as /usr/local/sbin/hvbsd_vssd.")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bundle-vssd", help="write the VSS daemon as one executable zipapp",
-        description="Write hvbsd_vssd as one executable Python zipapp (standard library"
-        " only) for installing on a FreeBSD guest as /usr/local/sbin/hvbsd_vssd.")
+        description=DESCRIPTION)
+    _arguments(parser)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="file to write")
     parser.add_argument("--interpreter", default=DEFAULT_INTERPRETER, metavar="PATH",
                         help=f"absolute path for the #! line (default {DEFAULT_INTERPRETER})")
     parser.set_defaults(func=run)
+
+
+def main() -> int:
+    """``python -m hvbsd.vss.cli OUT``: the same, needing only hvbsd.vss (the
+    Ansible collection runs it from its own copy of the sources)."""
+    parser = argparse.ArgumentParser(prog="hvbsd bundle-vssd", description=DESCRIPTION)
+    _arguments(parser)
+    return run(parser.parse_args())
 
 
 class WriteFailed(Exception):
@@ -110,3 +125,7 @@ def _entry(name: str) -> zipfile.ZipInfo:
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     return info
+
+
+if __name__ == "__main__":
+    sys.exit(main())

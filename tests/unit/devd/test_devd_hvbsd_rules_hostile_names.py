@@ -10,7 +10,6 @@ a real shell. A canary file shows whether any injected command ran.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -87,11 +86,10 @@ def words(command: str) -> list[str]:
 @functools.cache
 def grammar():
     """The interface-name grammar of the variable checks (the one place that defines it)."""
-    path = ROOT / "roles/hyperv_guest/filter_plugins/hvbsd_checks.py"
-    spec = importlib.util.spec_from_file_location("hvbsd_checks_for_devd_tests", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from hvbsd.render.engine import CHECKS_FILE as path
+    from hvbsd.render.engine import checks_module
+
+    module = checks_module()
     pattern = getattr(module, "INTERFACE_NAME", None)
     longest = getattr(module, "MAX_IFNAME", None)
     assert isinstance(pattern, re.Pattern) and isinstance(longest, int), (

@@ -1,8 +1,8 @@
 """The one check of hvbsd's variables: exact types, bounds and grammars.
 
 One copy, shared: the roles call it as the ``hvbsd_problems`` filter before
-any task that changes a guest, and ``hvbsd render`` (and the lab, through it)
-loads this file by path. It needs only the standard library and PyYAML, which
+any task that changes a guest (it is the collection's filter plugin), and
+``hvbsd render`` (and the lab, through it) loads this file by path. It needs only the standard library and PyYAML, which
 Ansible itself requires.
 
 The schema is the roles' argument specs (``meta/argument_specs.yml``); this
@@ -31,7 +31,8 @@ from typing import Any, Callable, Optional
 import yaml
 
 ROLE_PREFIXES = {"hyperv_guest": "hyperv_guest_", "hyperv_vss": "hyperv_vss_"}
-ROLES_DIR = Path(__file__).resolve().parents[2]
+# This file is plugins/filter/ of the collection (or checkout); the roles are beside.
+ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
 
 # Names (IFNAMSIZ is 16 in net/if.h: 15 characters and the NUL).
 MAX_IFNAME = 15

@@ -1,1 +1,0 @@
-../../hyperv_guest/filter_plugins/hvbsd_checks.py
