@@ -19,11 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from hvbsd.lab.providers import PROVIDERS, ProviderError
-from hvbsd.lab.vagrant import MACHINES, NOT_INSTALLED, REPO, VagrantProvider
+from hvbsd.lab.vagrant import MACHINES, NOT_INSTALLED, VagrantProvider
+from hvbsd.locate import data_root
 
 DATA = Path(__file__).parent / "data" / "fake_vagrant"
 FAKE = DATA / "vagrant"
 PROBE = DATA / "vagrantfile_probe.rb"
+REPO = data_root()
 VARS = REPO / "examples" / "azure-lagg.yml"
 REAL_VAGRANT = shutil.which("vagrant")
 
