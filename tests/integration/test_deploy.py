@@ -400,3 +400,28 @@ def test_an_interrupted_run_leaves_its_restarts_to_the_next_run(lab, deployed):
     assert _handler_ran(again, "hyperv_guest : Restart devd", "d1"), again.stdout
     assert not guest.path("/var/db/hvbsd/pending.hyperv_guest.devd").exists()
     converged(deploy.run("d1", baseline(lab)), "d1")
+
+
+def test_from_package_installs_hvbsd_vssd_with_pkg_and_copies_none_of_its_files(lab):
+    """The port's files belong to pkg: the role installs the package and leaves the
+    daemon, its rc.d script and manual page to it; settings and hooks are still its own."""
+    guest = lab["guests"]["fresh"]
+    variables = {**baseline(lab), "hyperv_vss_from_package": True}
+    converged(lab["deploy"].run("fresh", variables), "fresh")
+    installed = guest.exec(["pkg", "info", "-e", "hvbsd-vssd"], check=False)
+    assert installed.returncode == 0, "pkg install hvbsd-vssd ran"
+    for owned_by_pkg in (DAEMON, MANPAGE, "/usr/local/etc/rc.d/hvbsd_vssd"):
+        assert not guest.path(owned_by_pkg).exists(), owned_by_pkg
+    assert guest.path("/etc/rc.conf.d/hvbsd_vssd").is_file()
+    assert guest.path("/usr/local/etc/hvbsd/vss.d/10-app").read_text() == HOOK
+    again = lab["deploy"].run("fresh", variables)
+    assert converged(again, "fresh")["changed"] == 0, again.stdout
+
+
+def test_an_installed_package_is_never_overwritten(lab, deployed):
+    guest, variables = deployed
+    guest.exec(["pkg", "install", "-y", "hvbsd-vssd"], check=True)
+    packaged = b"#!/usr/local/bin/python3.11\n# the package's own daemon\n"
+    guest.path(DAEMON).write_bytes(packaged)
+    converged(lab["deploy"].run("d1", variables), "d1")
+    assert guest.path(DAEMON).read_bytes() == packaged
