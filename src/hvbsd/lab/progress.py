@@ -33,6 +33,9 @@ class Tracker:
         self.began = time.monotonic()
         self.current: dict[str, tuple[str, float]] = {}
         self.steps: dict[str, list[tuple[str, float]]] = {}
+        # seconds of every finished step per guest; unlike ``steps`` (which the
+        # lab's state takes and clears after each verb) it lives as long as the tracker
+        self.totals: dict[str, float] = {}
         self.order: list[str] = []
         self.lock = threading.Lock()
         self.drawn = 0
@@ -61,6 +64,7 @@ class Tracker:
         running = self.current.pop(guest, None)
         if running is not None and running[0] not in FINAL:
             self.steps.setdefault(guest, []).append((running[0], now - running[1]))
+            self.totals[guest] = self.totals.get(guest, 0.0) + now - running[1]
 
     def finish(self, guest: Optional[str] = None) -> None:
         """End the running step of ``guest`` (or of every guest)."""
@@ -107,9 +111,10 @@ class Tracker:
         lines = []
         for guest in self.order:
             step, since = self.current.get(guest, ("", now))
-            done = sum(seconds for _, seconds in self.steps.get(guest, []))
-            running = "" if step.endswith("✓") or step == "done" else f" ({now - since:4.1f}s)"
-            lines.append(f"  {guest or 'lab':<12} {step:<28}{running}  total {done:6.1f}s")
+            idle = step.endswith("✓") or step in FINAL or step == ""
+            total = self.totals.get(guest, 0.0) + (0.0 if idle else now - since)
+            running = "" if idle else f" ({now - since:4.1f}s)"
+            lines.append(f"  {guest or 'lab':<12} {step:<28}{running}  total {total:6.1f}s")
         if self.drawn:
             self.stream.write(f"\x1b[{self.drawn}F")
         self.stream.write("".join(f"\x1b[2K{line}\n" for line in lines))
