@@ -247,8 +247,48 @@ def probe() -> Optional[str]:
         message = reader.read().decode(errors="replace")
     _, status = os.waitpid(child, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        return f"cannot create user namespaces ({message or 'unknown error'})"
+        return (f"cannot create user namespaces ({message or 'unknown error'}); "
+                + userns_advice())
     return None
+
+
+def _sysctl(name: str, proc_sys: str) -> Optional[str]:
+    try:
+        with open(os.path.join(proc_sys, *name.split(".")), encoding="ascii") as stream:
+            return stream.read(64).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def userns_advice(proc_sys: str = "/proc/sys") -> str:
+    """What may forbid unprivileged user namespaces here, and how to allow them.
+
+    Ubuntu 23.10 and later (24.04 by default) let AppArmor restrict them
+    (``kernel.apparmor_restrict_unprivileged_userns=1``); Debian's older kernels
+    have ``kernel.unprivileged_userns_clone``; every kernel caps them with
+    ``user.max_user_namespaces``.
+    """
+    apparmor = "kernel.apparmor_restrict_unprivileged_userns"
+    if _sysctl(apparmor, proc_sys) == "1":
+        return (f"AppArmor restricts unprivileged user namespaces here ({apparmor}=1, "
+                f"Ubuntu 24.04's default): allow them with 'sudo sysctl -w {apparmor}=0' "
+                f"(to keep it, put '{apparmor}=0' in /etc/sysctl.d/60-hvbsd.conf), or load "
+                f"an AppArmor profile that grants 'userns,' to {sys.executable}")
+    found = []
+    clone = _sysctl("kernel.unprivileged_userns_clone", proc_sys)
+    if clone == "0":
+        found.append("kernel.unprivileged_userns_clone=0 (allow: 'sudo sysctl -w "
+                     "kernel.unprivileged_userns_clone=1')")
+    limit = _sysctl("user.max_user_namespaces", proc_sys)
+    if limit == "0":
+        found.append("user.max_user_namespaces=0 (allow: 'sudo sysctl -w "
+                     "user.max_user_namespaces=10000')")
+    if found:
+        return "unprivileged user namespaces are off: " + "; ".join(found)
+    return ("check that unprivileged user namespaces are allowed: on Ubuntu 24.04 AppArmor "
+            f"restricts them ({apparmor}=1; allow with 'sudo sysctl -w {apparmor}=0' or an "
+            "AppArmor profile granting 'userns,'), elsewhere see kernel.unprivileged_userns_clone"
+            ", user.max_user_namespaces and any container seccomp filter")
 
 
 # -- process identity --------------------------------------------------------------------
