@@ -4,6 +4,7 @@ the checks of tests/infra, the report; and what happens when a check fails."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -72,6 +73,24 @@ def test_lab_run_two_guests_passes_and_writes_the_report(lab_env, tmp_path):
         assert step in summary
     page = (report / "summary.html").read_text()
     assert page.count("<svg") == 10 and "Result: PASSED" in page
+    # what the run was: the variables file, the versions, each guest's files, a legend
+    import importlib.metadata
+
+    from hvbsd import __version__
+
+    default_vars = str(ROOT / "lab" / "vars" / "default.yml")
+    for text in (summary, page):
+        assert default_vars in text.replace("\\_", "_")
+        assert __version__ in text and importlib.metadata.version("ansible-core") in text
+        assert "Reading the timelines" in text
+    for guest in ("lab1", "lab2"):
+        assert f"[check output](checks-{guest}.txt)" in summary
+        assert f'href="checks-{guest}.txt"' in page
+        assert re.search(r"\b\d+ passed in ", (report / f"checks-{guest}.txt").read_text())
+    assert "[deploy log](ansible.log)" in summary and 'href="ansible.log"' in page
+    assert "PLAY RECAP" in (report / "ansible.log").read_text()
+    release = re.search(r"\| lab1 \| sim \| (\S+) \|", summary)
+    assert release and re.fullmatch(r"\d+\.\d+-[A-Z]+(-p\d+)?", release.group(1)), summary
     # run takes the guests down: nothing left running or mounted
     nothing_left(tmp_path / "lab")
 
@@ -106,3 +125,23 @@ def test_a_failing_check_fails_the_run_and_the_report_names_it(lab_env, tmp_path
     assert down.returncode == 0, down.stderr
     assert "no guests" in lab(lab_env, tmp_path, "status").stdout
     nothing_left(tmp_path / "lab")
+
+
+def test_a_run_that_fails_at_deploy_keeps_the_deploy_log_in_the_report(lab_env, tmp_path):
+    report = tmp_path / "report"
+    broken = dict(lab_env, ANSIBLE_STRATEGY="no-such-strategy")  # ansible-playbook refuses it
+
+    result = lab(broken, tmp_path, "run", "--guests", "1", "--report", str(report),
+                 "--progress", "quiet")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    kept = report / "ansible.log"
+    assert f"full output in {kept}" in result.stderr
+    assert str(tmp_path / "lab" / "ansible.log") not in result.stderr
+    # the run's down has happened, and the log it pointed at is still there
+    nothing_left(tmp_path / "lab")
+    assert not (tmp_path / "lab" / "ansible.log").exists()
+    assert "no-such-strategy" in kept.read_text()
+    summary = (report / "summary.md").read_text()
+    assert "deploy failed" in summary and "[deploy log](ansible.log)" in summary
+    assert 'href="ansible.log"' in (report / "summary.html").read_text()

@@ -31,6 +31,8 @@ VARIABLES_COPY = "variables.json"
 DEFAULT_GUESTS = 2
 MAX_GUESTS = 16
 CHECK_TIMEOUT = 900.0
+VERSION_TIMEOUT = 30.0
+DEPLOY_LOGS = ("ansible.log", "vagrant.log")  # what the providers write in the lab's state
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,62}\Z")
 
 EPILOG = """\
@@ -143,6 +145,59 @@ def provider_for(args: argparse.Namespace, state: dict[str, Any]) -> Any:
     return get_provider(name, lab_dir(args))
 
 
+# -- what the report says about the run -------------------------------------------------------
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def about_run(state: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (what, value) rows the report opens with."""
+    from hvbsd import __version__
+
+    return [("variables file", str(state.get("vars") or "?")),
+            ("provider", str(state.get("provider") or "?")),
+            ("hvbsd", __version__),
+            ("ansible-core", _package_version("ansible-core")),
+            ("python", sys.version.split()[0])]
+
+
+def freebsd_version(target: Any) -> str:
+    """What ``freebsd-version`` answers in a simulated guest ("" for other providers)."""
+    if target.provider != "sim":
+        return ""
+    from urllib.parse import parse_qs, urlsplit
+
+    from hvbsd.sim.guest import Guest
+
+    state_dir = parse_qs(urlsplit(target.hosts_spec).query).get("state_dir")
+    if not state_dir:
+        return "unknown"
+    try:
+        answer = Guest(target.name, Path(state_dir[0])).exec(
+            ["freebsd-version"], text=True, timeout=VERSION_TIMEOUT)
+    except Exception as error:  # the report still gets written
+        return f"unknown ({type(error).__name__})"
+    first = answer.stdout.strip().splitlines()[:1]
+    return first[0][:100] if answer.returncode == 0 and first else "unknown"
+
+
+def keep_deploy_log(directory: Path, report_dir: Path) -> Optional[str]:
+    """Copy the provider's deploy log into the report; its file name there, or None."""
+    for name in DEPLOY_LOGS:
+        source = directory / name
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, report_dir / name)
+            return name
+    return None
+
+
 # -- verbs ---------------------------------------------------------------------------------
 
 
@@ -207,6 +262,8 @@ def _run_checks(target: Any, staging: Path, tracker: Any) -> Any:
         output = f"checks did not finish within {CHECK_TIMEOUT:.0f} s"
         report.error = output
     (staging / f"checks-{target.name}.txt").write_text(output, encoding="utf-8")
+    report.check_output = f"checks-{target.name}.txt"
+    report.freebsd_version = freebsd_version(target)
     if junit.is_file():
         report.checks = read_junit(junit)
         report.junit = junit.name
@@ -236,18 +293,49 @@ def do_check(args: argparse.Namespace, tracker: Any) -> tuple[bool, Path]:
             reports = list(pool.map(lambda t: _run_checks(t, staging, tracker), targets))
         record_steps(state, tracker)
         save_state(directory, state)
+        deploy_log = keep_deploy_log(directory, staging)
         for report in reports:
             report.steps = [(step, float(sec)) for step, sec in
                             state.get("steps", {}).get(report.name, [])]
+            report.deploy_log = deploy_log
         shutil.rmtree(staging / ".timeline", ignore_errors=True)
         title = (f"hvbsd lab: {len(reports)} guest(s), provider {state.get('provider')}, "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-        write_summaries(reports, staging, title)
+        write_summaries(reports, staging, title, about_run(state))
         publish(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return all(r.ok for r in reports), final
+
+
+def deploy_failure_report(args: argparse.Namespace, why: str) -> tuple[Path, Optional[str]]:
+    """After a failed provision: a report of the guests and the deploy log, which
+    ``down`` would delete.  Returns the report directory and the log's name in it."""
+    from hvbsd.lab.report import GuestReport, publish, write_summaries
+
+    directory = lab_dir(args)
+    state = load_state(directory)
+    final = Path(args.report or "lab-report").resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        deploy_log = keep_deploy_log(directory, staging)
+        reports = []
+        for target in targets_of(state):
+            report = GuestReport(target.name, target.provider, deploy_log=deploy_log,
+                                 error=f"the deploy failed: {why.splitlines()[0]}")
+            report.steps = [(step, float(sec)) for step, sec in
+                            state.get("steps", {}).get(target.name, [])]
+            reports.append(report)
+        title = (f"hvbsd lab: {len(reports)} guest(s), provider {state.get('provider')}, "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}, deploy failed")
+        write_summaries(reports, staging, title, about_run(state))
+        publish(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final, deploy_log
 
 
 def do_down(args: argparse.Namespace, tracker: Any) -> None:
@@ -309,7 +397,8 @@ def _provision(args: argparse.Namespace, tracker: Any) -> int:
 
 def _report_line(ok: bool, final: Path) -> str:
     return (f"{'all checks passed' if ok else 'CHECKS FAILED'}; report: "
-            f"{final / 'summary.html'} (also summary.md, junit-*.xml, timelines/)")
+            f"{final / 'summary.html'} (also summary.md, junit-*.xml, checks-*.txt, "
+            "the deploy log, timelines/)")
 
 
 def _check(args: argparse.Namespace, tracker: Any) -> int:
@@ -331,7 +420,10 @@ def _run(args: argparse.Namespace, tracker: Any) -> int:
     try:
         do_up(args, tracker)
         upped = True
-        do_provision(args, tracker)
+        try:
+            do_provision(args, tracker)
+        except ProviderError as error:
+            raise ProviderError(_kept_log_message(args, directory, str(error))) from None
         ok, final = do_check(args, tracker)
         status = 0 if ok else 1
         tracker.close()
@@ -347,6 +439,20 @@ def _run(args: argparse.Namespace, tracker: Any) -> int:
         else:
             tracker.message(f"guests kept (--keep); 'hvbsd lab down' removes them ({directory})")
     return status
+
+
+def _kept_log_message(args: argparse.Namespace, directory: Path, why: str) -> str:
+    """``why`` with the deploy log pointed at its copy in the report, which ``down`` keeps."""
+    try:
+        final, deploy_log = deploy_failure_report(args, why)
+    except OSError as error:
+        return f"{why}\n(the report with the deploy log could not be written: {error})"
+    if deploy_log is None:
+        return f"{why}\n(report: {final / 'summary.html'})"
+    kept = final / deploy_log
+    if str(directory / deploy_log) in why:
+        return why.replace(str(directory / deploy_log), str(kept))
+    return f"{why}\n(deploy log kept in {kept})"
 
 
 def _status(args: argparse.Namespace, tracker: Any) -> int:

@@ -39,6 +39,9 @@ class GuestReport:
     junit: Optional[str] = None  # file name inside the report
     timelines: list[tuple[str, str]] = field(default_factory=list)  # (scenario, svg name)
     error: str = ""  # why the checks did not run or did not finish
+    check_output: Optional[str] = None  # file name of the checks' pytest output
+    deploy_log: Optional[str] = None  # file name of the deploy's log
+    freebsd_version: str = ""  # what the guest's freebsd-version answered
 
     @property
     def failed(self) -> list[Check]:
@@ -301,6 +304,20 @@ def add_timelines(guest: GuestReport, timeline_dir: Path, report_dir: Path) -> N
         guest.timelines.append((str(record.get("scenario", path.stem)), name))
 
 
+LEGEND = [
+    ("lanes, VF scenarios", "host: the simulated Hyper-V host's step (attach, detach, migrate); "
+     "kernel: the device event the kernel sent; devd: the rule of devd.conf that matched it; "
+     "scripts: each command the rule ran, with its exit status"),
+    ("lanes, backup", "host: each VSS operation the host sent, with its answer; hv_vss driver: "
+     "what the kernel's driver did; daemon and app hooks: their acknowledgements; filesystems: "
+     "while they were suspended; writer: a write started during the snapshot"),
+    ("shapes", "a bar lasts from its start to its end; a dot is one moment; "
+     "labels that would overlap go to a further row of the same lane"),
+    ("colours", "green: succeeded; red: failed; blue: information"),
+    ("time", "seconds from the start of the scenario, left to right"),
+]
+
+
 def _outcome_counts(guest: GuestReport) -> str:
     counts: dict[str, int] = {}
     for check in guest.checks:
@@ -308,16 +325,37 @@ def _outcome_counts(guest: GuestReport) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no checks ran"
 
 
-def summary_markdown(guests: list[GuestReport], title: str) -> str:
+def _md(text: str) -> str:
+    """``text`` as one Markdown table cell or line: no markup of its own."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", " ".join(str(text).split()))
+
+
+def _links(g: GuestReport) -> list[tuple[str, str]]:
+    found = [("check output", g.check_output), ("deploy log", g.deploy_log),
+             ("JUnit XML", g.junit)]
+    return [(what, name) for what, name in found if name]
+
+
+def summary_markdown(guests: list[GuestReport], title: str,
+                     about: Optional[list[tuple[str, str]]] = None) -> str:
     ok = all(g.ok for g in guests) and bool(guests)
     lines = [f"# {title}", "", f"**Result: {'PASSED' if ok else 'FAILED'}**", ""]
-    lines += ["| guest | provider | result | checks |", "|---|---|---|---|"]
+    if about:
+        lines += ["| | |", "|---|---|"]
+        lines += [f"| {_md(key)} | {_md(value)} |" for key, value in about]
+        lines.append("")
+    lines += ["| guest | provider | FreeBSD (simulated) | result | checks | files |",
+              "|---|---|---|---|---|---|"]
     for g in guests:
-        lines.append(f"| {g.name} | {g.provider} | {'passed' if g.ok else 'FAILED'} | "
-                     f"{_outcome_counts(g)} |")
+        links = ", ".join(f"[{what}]({name})" for what, name in _links(g)) or "none"
+        lines.append(f"| {g.name} | {g.provider} | {_md(g.freebsd_version or '-')} | "
+                     f"{'passed' if g.ok else 'FAILED'} | {_outcome_counts(g)} | {links} |")
     for g in guests:
         lines += ["", f"## {g.name}", "", "| step | seconds |", "|---|---|"]
         lines += [f"| {step} | {seconds:.1f} |" for step, seconds in g.steps]
+        links = [f"[{what}]({name})" for what, name in _links(g)]
+        if links:
+            lines += ["", "Files: " + ", ".join(links)]
         if g.error:
             lines += ["", f"**Error:** {g.error}"]
         if g.failed:
@@ -331,12 +369,14 @@ def summary_markdown(guests: list[GuestReport], title: str) -> str:
         if g.timelines:
             lines += ["", "### Timelines", ""]
             lines += [f"- [{scenario}]({name})" for scenario, name in g.timelines]
-        if g.junit:
-            lines += ["", f"JUnit XML: [{g.junit}]({g.junit})"]
+    if any(g.timelines for g in guests):
+        lines += ["", "## Reading the timelines", ""]
+        lines += [f"- **{what}**: {text}" for what, text in LEGEND]
     return "\n".join(lines) + "\n"
 
 
-def summary_html(guests: list[GuestReport], title: str, report_dir: Path) -> str:
+def summary_html(guests: list[GuestReport], title: str, report_dir: Path,
+                 about: Optional[list[tuple[str, str]]] = None) -> str:
     ok = all(g.ok for g in guests) and bool(guests)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -348,19 +388,27 @@ def summary_html(guests: list[GuestReport], title: str, report_dir: Path) -> str
         "pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="{"passed" if ok else "failed"}">Result: {"PASSED" if ok else "FAILED"}</p>',
-        "<table><tr><th>guest</th><th>provider</th><th>result</th><th>checks</th></tr>",
     ]
+    if about:
+        parts.append('<table class="about">')
+        parts += [f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>" for key, value in about]
+        parts.append("</table>")
+    parts.append("<table><tr><th>guest</th><th>provider</th><th>FreeBSD (simulated)</th>"
+                 "<th>result</th><th>checks</th><th>files</th></tr>")
     for g in guests:
         state = "passed" if g.ok else "failed"
         parts.append(f'<tr><td><a href="#{_e(g.name)}">{_e(g.name)}</a></td>'
-                     f"<td>{_e(g.provider)}</td><td class=\"{state}\">{state}</td>"
-                     f"<td>{_e(_outcome_counts(g))}</td></tr>")
+                     f"<td>{_e(g.provider)}</td><td>{_e(g.freebsd_version or '-')}</td>"
+                     f"<td class=\"{state}\">{state}</td>"
+                     f"<td>{_e(_outcome_counts(g))}</td><td>{_html_links(g)}</td></tr>")
     parts.append("</table>")
     for g in guests:
         parts.append(f'<h2 id="{_e(g.name)}">{_e(g.name)}</h2>')
         parts.append("<table><tr><th>step</th><th>seconds</th></tr>")
         parts += [f"<tr><td>{_e(s)}</td><td>{t:.1f}</td></tr>" for s, t in g.steps]
         parts.append("</table>")
+        if _links(g):
+            parts.append(f"<p>Files: {_html_links(g)}</p>")
         if g.error:
             parts.append(f'<p class="failed">Error: {_e(g.error)}</p>')
         if g.failed:
@@ -381,15 +429,24 @@ def summary_html(guests: list[GuestReport], title: str, report_dir: Path) -> str
                 svg = (report_dir / name).read_text(encoding="utf-8")
                 parts.append(f"<figure>{svg}<figcaption>{_e(scenario)} "
                              f'(<a href="{_e(name)}">{_e(name)}</a>)</figcaption></figure>')
-        if g.junit:
-            parts.append(f'<p>JUnit XML: <a href="{_e(g.junit)}">{_e(g.junit)}</a></p>')
+    if any(g.timelines for g in guests):
+        parts.append('<h2 id="legend">Reading the timelines</h2><dl class="legend">')
+        for what, text in LEGEND:
+            parts.append(f"<dt>{_e(what)}</dt><dd>{_e(text)}</dd>")
+        parts.append("</dl>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_summaries(guests: list[GuestReport], report_dir: Path, title: str) -> None:
-    _atomic_write(report_dir / "summary.md", summary_markdown(guests, title))
-    _atomic_write(report_dir / "summary.html", summary_html(guests, title, report_dir))
+def _html_links(g: GuestReport) -> str:
+    return ", ".join(f'<a href="{_e(name)}">{_e(what)}</a>' for what, name in _links(g)) or "none"
+
+
+def write_summaries(guests: list[GuestReport], report_dir: Path, title: str,
+                    about: Optional[list[tuple[str, str]]] = None) -> None:
+    """``summary.md`` and ``summary.html``; ``about`` is (what, value) rows for the run."""
+    _atomic_write(report_dir / "summary.md", summary_markdown(guests, title, about))
+    _atomic_write(report_dir / "summary.html", summary_html(guests, title, report_dir, about))
 
 
 def publish(staging: Path, final: Path) -> None:
