@@ -22,6 +22,7 @@ PARTS = (
     "hvbsd.vss.cli",
     "hvbsd.sim.cli",
     "hvbsd.lab.cli",
+    "hvbsd.check",
 )
 
 

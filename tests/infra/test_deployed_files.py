@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+# Tier 1: read-only.
+pytestmark = pytest.mark.hvbsd_files
+
 
 def test_host_is_freebsd(host):
     assert host.system_info.type == "freebsd"

@@ -10,6 +10,9 @@ LOADER = "/boot/loader.conf.d/hvbsd.conf"
 RC_CONF = "/etc/rc.conf"
 SETTING = re.compile(r'^([A-Za-z_][A-Za-z0-9_.]*)=(?:"([^"]*)"|(\S*))\s*$')
 
+# Tier 2: read-only, safe on any production guest.
+pytestmark = pytest.mark.hvbsd_settings
+
 
 def settings(text: str) -> dict[str, str]:
     """name -> value of the ``name="value"`` lines of a loader.conf or rc.conf text."""

@@ -15,7 +15,8 @@ import pytest
 
 from hvbsd.lab.hyperv import Unsupported
 
-pytestmark = pytest.mark.usefixtures("live")
+# Tier 3: only where a simulated Hyper-V host is there (conftest's simulated_host).
+pytestmark = [pytest.mark.hvbsd_scenarios, pytest.mark.usefixtures("live", "simulated_host")]
 
 DEFAULT_VF_DRIVERS = ("mce", "mlxen")
 

@@ -1,4 +1,7 @@
-"""tests/infra, run by plain pytest + testinfra against a deployed simulated guest."""
+"""tests/infra, run by plain pytest + testinfra (and by `hvbsd check`) against deployed
+simulated guests: through the hvbsd-sim backend, whose simulator is the guests' Hyper-V
+host, and through ansible's hvbsd_sim connection, where the checks see a host like any
+production guest, with no simulated Hyper-V host."""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 VARS = ROOT / "examples" / "static-dual-stack.yml"
-
-
+FLEET = Path(__file__).resolve().parent / "data" / "infra" / "fleet"
+NO_HOST = "no simulated Hyper-V host on ansible://"
 
 def run_checks(guest, env, cwd) -> subprocess.CompletedProcess:
     hosts = f"hvbsd-sim://{guest.name}?state_dir={guest.state_dir.parent}"
@@ -57,3 +60,85 @@ def test_checks_require_the_variables_file(sim_guest, hvbsd_env, tmp_path):
         env=hvbsd_env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
     assert "--hvbsd-vars FILE is required" in result.stdout
+
+
+def hvbsd_check(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`hvbsd check ...` run from /, as a user with the package installed would."""
+    return subprocess.run([sys.executable, "-m", "hvbsd", "check", *argv], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def fleet_env(hvbsd_env: dict[str, str], scratch: Path) -> dict[str, str]:
+    from hvbsd.locate import ansible_environment
+
+    return dict(hvbsd_env, **ansible_environment(scratch), ANSIBLE_LOCAL_TEMP=str(scratch))
+
+
+def test_fleet_in_one_ansible_run_each_host_checked_with_its_group_vars_scenarios_skip(
+        sim_guests, hvbsd_env, tmp_path):
+    from hvbsd.render.inventory import inventory_hosts
+
+    variables = inventory_hosts(str(FLEET / "inventory.yml"))
+    for name in ("f1", "f2"):
+        install_rendered(sim_guests(name, nics=1), variables[name])
+    hosts = f"ansible://all?ansible_inventory={FLEET / 'inventory.yml'}"
+    result = hvbsd_check(f"--hosts={hosts}", "--live", "--", "-rs", "-q",
+                         env=fleet_env(hvbsd_env, tmp_path))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    # tiers 1-2 ran on both hosts (the daemon checks skip: hyperv_vss_enable is false)
+    for name in ("f1", "f2"):
+        assert f"test_every_rendered_file_is_in_place_byte_for_byte[ansible://{name}]" \
+            not in out, out
+    assert "failed" not in out and "error" not in out.lower(), out
+    assert "16 passed" in out, out
+    # tier 3 skipped on each host, saying why; f2 (transparent) has no lagg either
+    assert out.count(NO_HOST) >= 2, out
+    assert f"{NO_HOST}f1" in out and f"{NO_HOST}f2" in out, out
+
+
+def test_fleet_check_names_the_host_whose_files_differ_from_its_own_group_vars(
+        sim_guests, hvbsd_env, tmp_path):
+    from hvbsd.render.inventory import inventory_hosts
+
+    variables = inventory_hosts(str(FLEET / "inventory.yml"))
+    install_rendered(sim_guests("f1", nics=1), variables["f1"])
+    install_rendered(sim_guests("f2", nics=1), variables["f1"])  # f2 got the lagg group's
+    hosts = f"ansible://all?ansible_inventory={FLEET / 'inventory.yml'}"
+    result = hvbsd_check(f"--hosts={hosts}", "--", "-m", "hvbsd_files", "-q",
+                         env=fleet_env(hvbsd_env, tmp_path))
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "test_files_the_configuration_does_not_want_are_absent[ansible://f2]" in out
+    assert "present: /usr/local/libexec/hvbsd/hvbsd.subr" in out
+    assert "[ansible://f1]" not in out.split("short test summary")[-1], out
+
+
+def test_hvbsd_check_from_root_runs_the_shipped_checks_on_a_sim_guest(
+        sim_guests, hvbsd_env):
+    import yaml
+
+    guest = sim_guests("infra", nics=2)
+    install_rendered(guest, yaml.safe_load(VARS.read_text()))
+    hosts = f"hvbsd-sim://{guest.name}?state_dir={guest.state_dir.parent}"
+    result = hvbsd_check(f"--hosts={hosts}", f"--hvbsd-vars={VARS}", "--", "-q",
+                         env=hvbsd_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 passed" in result.stdout
+
+
+def test_hvbsd_check_without_hosts_is_a_usage_error(hvbsd_env):
+    result = hvbsd_check(env=hvbsd_env)
+    assert result.returncode == 2
+    assert "the following arguments are required: --hosts" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_hvbsd_check_exit_status_is_pytests_for_a_missing_variables_file(sim_guest, hvbsd_env,
+                                                                          tmp_path):
+    hosts = f"hvbsd-sim://{sim_guest.name}?state_dir={sim_guest.state_dir.parent}"
+    result = hvbsd_check(f"--hosts={hosts}", f"--hvbsd-vars={tmp_path / 'nosuch.yml'}",
+                         "--", "-q", "-m", "hvbsd_files", env=hvbsd_env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"--hvbsd-vars: {tmp_path / 'nosuch.yml'}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
