@@ -668,6 +668,23 @@ def _read_only_binds(visible_tops: Sequence[str]) -> list[str]:
     return binds
 
 
+def _sees_system_site_packages() -> str:
+    """"true" when the controller's Python imports from the base interpreter's
+    site-packages too: so the guest's does exactly when the controller's does
+    (a venv's hvbsd must not lose to another copy installed system-wide)."""
+    if sys.prefix == sys.base_prefix:
+        return "true"
+    try:
+        config = Path(sys.prefix, "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return "true"
+    for line in config.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "include-system-site-packages":
+            return "true" if value.strip().lower() == "true" else "false"
+    return "false"
+
+
 def _install_python(layout: _Layout, sysctls: Mapping[str, Any]) -> None:
     """``/usr/local/bin/python3``: the controller's interpreter, telling FreeBSD's uname.
 
@@ -688,7 +705,7 @@ def _install_python(layout: _Layout, sysctls: Mapping[str, Any]) -> None:
         "/usr/local/pyvenv.cfg",
         (
             f"home = {os.path.dirname(interpreter)}\n"
-            "include-system-site-packages = true\n"
+            f"include-system-site-packages = {_sees_system_site_packages()}\n"
             f"version = {version}\n"
         ).encode(),
         0o644,
