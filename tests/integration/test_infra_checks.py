@@ -142,3 +142,23 @@ def test_hvbsd_check_exit_status_is_pytests_for_a_missing_variables_file(sim_gue
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"--hvbsd-vars: {tmp_path / 'nosuch.yml'}" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_scenarios_skip_where_hvbsd_box_is_installed_but_not_set_up(sim_guests, hvbsd_env,
+                                                                    tmp_path):
+    from hvbsd.render.inventory import inventory_hosts
+
+    variables = inventory_hosts(str(FLEET / "inventory.yml"))
+    guest = sim_guests("f1", nics=1)
+    install_rendered(guest, variables["f1"])
+    played = "/var/db/hvbsd-box-was-run"
+    guest.exec(["sh", "-c", f"printf '#!/bin/sh\\ntouch {played}\\n' > /usr/local/bin/hvbsd-box"
+                " && chmod 755 /usr/local/bin/hvbsd-box"], check=True)
+    hosts = f"ansible://f1?ansible_inventory={FLEET / 'inventory.yml'}"
+    result = hvbsd_check(f"--hosts={hosts}", "--live", "--", "-q", "-rs", "-m",
+                         "hvbsd_scenarios", env=fleet_env(hvbsd_env, tmp_path))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "5 skipped" in out, out
+    assert "hvbsd-box is installed on ansible://f1 but not set up" in out, out
+    assert not guest.path(played).exists(), "a scenario ran hvbsd-box on a host not set up"
