@@ -122,12 +122,8 @@ def role_defaults() -> dict[str, Any]:
 
 @cache
 def argument_specs() -> dict[str, dict[str, Any]]:
-    """Role -> the options of its ``main`` entry point."""
-    specs = {}
-    for role in ROLES:
-        path = ROLES_DIR / role / "meta" / "argument_specs.yml"
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        specs[role] = data["argument_specs"]["main"]["options"]
+    """Role -> the options of its ``main`` entry point (read by the checks, once)."""
+    specs: dict[str, dict[str, Any]] = checks_module().known_variables()
     return specs
 
 
