@@ -86,6 +86,37 @@ def test_molecule_test_of_the_default_scenario_converges_is_idempotent_and_passe
     assert guests_left == [], guests_left
 
 
+def test_molecule_verify_fails_when_a_converged_file_was_changed_on_the_guest():
+    """verify is the checks of tests/infra: a devd rules file edited after converge fails it."""
+    molecule = _molecule()
+    _require_namespaces()
+    ephemeral = Path(tempfile.mkdtemp(prefix="hvbsd-molecule-"))
+    env = _env()
+    env["MOLECULE_EPHEMERAL_DIRECTORY"] = str(ephemeral)
+    sim_home = ephemeral / "sim"
+
+    def run(*argv: str, timeout: float = MOLECULE_TEST_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(argv), cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    try:
+        converged = run(molecule, "converge", "-s", "default")
+        assert converged.returncode == 0, (converged.stdout + converged.stderr)[-6000:]
+        tampered = run(sys.executable, "-m", "hvbsd", "sim", "guest", "exec", "--state-dir",
+                       str(sim_home), "molecule-fbsd14", "--", "sh", "-c",
+                       "echo '# edited by hand' >> /usr/local/etc/devd/hvbsd.conf", timeout=120)
+        assert tampered.returncode == 0, tampered.stdout + tampered.stderr
+        verified = run(molecule, "verify", "-s", "default")
+    finally:
+        destroyed = run(molecule, "destroy", "-s", "default")
+        shutil.rmtree(ephemeral, ignore_errors=True)
+    output = verified.stdout + verified.stderr
+    assert verified.returncode != 0, output[-6000:]
+    wrong = "/usr/local/etc/devd/hvbsd.conf: content differs from hvbsd render"
+    assert wrong in output, output[-6000:]
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+
+
 def test_default_scenario_runs_the_collections_roles_on_hvbsd_sim_guests():
     scenario = _scenario("default")
     assert scenario["driver"]["name"] == "default"
