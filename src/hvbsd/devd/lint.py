@@ -2,7 +2,7 @@
 
 devd ``.conf`` files are parsed with the project's devd parser (a file devd
 cannot parse disables devd for the whole machine) and then checked for the
-hazards FACTS.md names:
+hazards that follow from sbin/devd/devd.cc (and devd.conf(5)):
 
 - ``${var}`` in an action: devd leaves it to sh, which expands it to "";
 - ``match "vm_guest"``: devd of 14.x sets no such variable, the rule never

@@ -4,7 +4,8 @@ The scenarios (``vf attach``, ``vf detach``, ``migrate``, ``nic add``) change
 the network the way the Hyper-V host and the guest's kernel would, and the
 events devd receives are *derived from the kernel's state*, as the kernel
 emits them, instead of being a hand-written list per scenario
-(FACTS.md 1.4, 2.4, 3.1):
+(sys/net/if.c if_attach, sys/net/if_ethersubr.c ether_ifattach,
+sys/dev/hyperv/netvsc/if_hn.c, sys/net/if_lagg.c):
 
 - an interface appears: ``IFNET ATTACH`` (if_attach) then ``ETHERNET
   IFATTACH`` (end of ether_ifattach); it goes: ``IFNET DETACH`` (there is no

@@ -1,4 +1,4 @@
-"""The simulated guest's stock FreeBSD 14 devd files parse and route events as FACTS 2.1 says."""
+"""The simulated guest's stock FreeBSD 14 devd files parse and route events as FreeBSD's do."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """hvbsd's devd rules parse, and for every event they cover they are what devd runs.
 
-The stock rules are FreeBSD's /etc/devd/hyperv.conf as FACTS.md 2.1 lists them
+The stock rules are FreeBSD's /etc/devd/hyperv.conf (sbin/devd/hyperv.conf)
 (with and without the 15.0 vm_guest match), plus the simulator's copies of the
 base files when they exist. Whichever order the files load in, hvbsd's rule wins
 by priority.

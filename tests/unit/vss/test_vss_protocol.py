@@ -69,8 +69,8 @@ def test_encode_then_decode_gives_back_every_field(op, status, msgid):
     assert (message.op, message.status, message.msgid) == (op, status, msgid)
 
 
-def test_ioctl_numbers_equal_the_ioccom_arithmetic_of_facts_md():
-    # FACTS.md 5.2 and 6.1: dir | (len & 0x1fff) << 16 | group << 8 | number
+def test_ioctl_numbers_equal_the_ioccom_arithmetic():
+    # sys/sys/ioccom.h _IOC: dir | (len & 0x1fff) << 16 | group << 8 | number
     assert protocol.IOCHVVSSREAD == 0x40000000 | (64 << 16) | (0x76 << 8) | 2 == 0x40407602
     assert protocol.IOCHVVSSWRITE == 0x80000000 | (64 << 16) | (0x76 << 8) | 3 == 0x80407603
     assert protocol.UFSSUSPEND == 0x80000000 | (8 << 16) | (0x55 << 8) | 1 == 0x80085501

@@ -9,7 +9,7 @@ import pytest
 from hvbsd.vss import platform
 from hvbsd.vss.mounts import Mount
 
-# offsets from sys/sys/mount.h (FACTS.md 6.2), written out independently of the parser
+# offsets from sys/sys/mount.h (struct statfs), written out independently of the parser
 SIZE = 2344
 OFF_VERSION, OFF_FLAGS, OFF_FSID = 0, 8, 192
 OFF_FSTYPENAME, OFF_MNTFROMNAME, OFF_MNTONNAME = 280, 296, 1320
