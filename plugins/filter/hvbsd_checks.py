@@ -2,8 +2,8 @@
 
 One copy, shared: the roles call it as the ``hvbsd_problems`` filter before
 any task that changes a guest (it is the collection's filter plugin), and
-``hvbsd render`` (and the lab, through it) loads this file by path. It needs only the standard library and PyYAML, which
-Ansible itself requires.
+``hvbsd render`` (and the lab, through it) loads this file by path. It needs
+only the standard library and PyYAML, which Ansible itself requires.
 
 The schema is the roles' argument specs (``meta/argument_specs.yml``); this
 file adds what a spec cannot say (bounds, grammars, relations between values)
@@ -269,7 +269,8 @@ def schema_gaps(specs: Mapping[str, Mapping[str, Any]]) -> list[str]:
 _KNOWN: Optional[dict[str, dict[str, Any]]] = None
 
 
-def _known() -> dict[str, dict[str, Any]]:
+def schema() -> dict[str, dict[str, Any]]:
+    """Role -> its options, read once and checked complete (see schema_gaps)."""
     global _KNOWN
     if _KNOWN is None:
         known = known_variables()
@@ -469,7 +470,7 @@ def problems(variables: Mapping[str, Any]) -> list[str]:
     """Every problem in variables (all of a host's variables, or just hvbsd's)."""
     report = _Report()
     options: dict[str, tuple[str, Mapping[str, Any]]] = {}
-    for role, role_options in _known().items():
+    for role, role_options in schema().items():
         for name, option in role_options.items():
             options[name] = (role, option)
     prefixes = tuple(ROLE_PREFIXES.values())

@@ -123,7 +123,7 @@ def role_defaults() -> dict[str, Any]:
 @cache
 def argument_specs() -> dict[str, dict[str, Any]]:
     """Role -> the options of its ``main`` entry point (read by the checks, once)."""
-    specs: dict[str, dict[str, Any]] = checks_module().known_variables()
+    specs: dict[str, dict[str, Any]] = checks_module().schema()
     return specs
 
 
