@@ -22,6 +22,9 @@ def lab(tmp_path, *argv) -> subprocess.CompletedProcess:
     (["up", "--guests", "a,a"], "a name is given twice"),
     (["run", "--guests", "1x;"], "give a number or guest names"),
     (["run", "--vars", "missing.yml"], "--vars missing.yml: no such file"),
+    (["run", "--release", "14.3"], "--release: release '14.3': hvbsd supports FreeBSD 14.4, "),
+    (["up", "--release", "15"], "--release: release '15': hvbsd supports FreeBSD"),
+    (["run", "--release", "15.1;reboot"], "release '15.1;reboot': hvbsd supports"),
     (["check"], "no lab is up in"),
     (["provision"], "no lab is up in"),
 ])
@@ -109,3 +112,17 @@ def test_debian_unprivileged_userns_clone_is_named(tmp_path):
     advice = userns_advice(fake_proc_sys(tmp_path, {"kernel.unprivileged_userns_clone": 0}))
     assert "kernel.unprivileged_userns_clone=0" in advice
     assert "sudo sysctl -w kernel.unprivileged_userns_clone=1" in advice
+
+
+def test_a_lab_up_with_one_release_refuses_another(tmp_path):
+    import json
+
+    state = tmp_path / "lab"
+    state.mkdir()
+    (state / "lab.json").write_text(json.dumps(
+        {"provider": "sim", "release": "14.5", "targets": [{"name": "lab1"}]}))
+    result = lab(tmp_path, "up", "--release", "15.1")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "is up with FreeBSD 14.5; run 'hvbsd lab down' first")
+    assert len(result.stderr.strip().splitlines()) == 1

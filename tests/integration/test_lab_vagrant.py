@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from hvbsd import releases
 from hvbsd.lab.providers import PROVIDERS, ProviderError
-from hvbsd.lab.vagrant import MACHINES, NOT_INSTALLED, VagrantProvider
+from hvbsd.lab.vagrant import MACHINES, NOT_INSTALLED, VagrantProvider, machine_names
 from hvbsd.locate import data_root
 
 DATA = Path(__file__).parent / "data" / "fake_vagrant"
@@ -82,35 +83,35 @@ def test_registered_as_the_vagrant_provider(tmp_path: Path) -> None:
 
 def test_up_provision_status_down(fake: Fake, provider: VagrantProvider) -> None:
     progress = Progress()
-    targets = provider.up(["fbsd14-ufs"], VARS, progress)
+    targets = provider.up(["fbsd151-ufs"], VARS, progress)
     assert fake.argvs() == [
         ["status", "--machine-readable"],
-        ["up", "fbsd14-ufs", "--no-provision"],
-        ["ssh-config", "fbsd14-ufs"],
+        ["up", "fbsd151-ufs", "--no-provision"],
+        ["ssh-config", "fbsd151-ufs"],
     ]
     assert {call["cwd"] for call in fake.calls()} == {str(REPO)}
     assert {call["HVBSD_LAB_VARS"] for call in fake.calls()} == {str(VARS)}
-    assert ("fbsd14-ufs", "Booting VM...") in progress.lines
-    assert progress.lines[-1] == ("fbsd14-ufs", "up")
+    assert ("fbsd151-ufs", "Booting VM...") in progress.lines
+    assert progress.lines[-1] == ("fbsd151-ufs", "up")
 
     [target] = targets
-    assert (target.name, target.provider, target.variables_file) == ("fbsd14-ufs", "vagrant", VARS)
+    assert (target.name, target.provider, target.variables_file) == ("fbsd151-ufs", "vagrant", VARS)
     url = urlsplit(target.hosts_spec)
-    assert (url.scheme, url.hostname) == ("ssh", "fbsd14-ufs")
+    assert (url.scheme, url.hostname) == ("ssh", "fbsd151-ufs")
     config = Path(parse_qs(url.query)["ssh_config"][0])
-    assert config == provider.state_dir / "fbsd14-ufs.ssh-config"
+    assert config == provider.state_dir / "fbsd151-ufs.ssh-config"
     text = config.read_text()
-    assert text.startswith("Host fbsd14-ufs\n")
+    assert text.startswith("Host fbsd151-ufs\n")
     assert "  HostName 127.0.0.1\n" in text and "  Port 2200\n" in text
     assert not [p for p in config.parent.iterdir() if p.name.startswith(".")]  # no temp files
 
     provider.provision(targets, progress)
-    assert fake.argvs()[3:] == [["provision", "fbsd14-ufs"]]
+    assert fake.argvs()[3:] == [["provision", "fbsd151-ufs"]]
     assert fake.calls()[3]["HVBSD_LAB_VARS"] == str(VARS)
-    assert progress.lines[-1] == ("fbsd14-ufs", "provisioned")
+    assert progress.lines[-1] == ("fbsd151-ufs", "provisioned")
 
-    assert provider.status() == [("fbsd14-ufs", "running"), ("fbsd14-zfs", "not_created"),
-                                 ("fbsd13-ufs", "not_created")]
+    assert provider.status() == [("fbsd151-ufs", "running")] + [
+        (name, "not_created") for name in MACHINES[1:]]
     provider.down(progress)
     assert fake.argvs()[-1] == ["destroy", "--force"]
     assert not config.exists()
@@ -121,26 +122,26 @@ def test_up_provision_status_down(fake: Fake, provider: VagrantProvider) -> None
 
 def test_hosts_spec_is_accepted_by_testinfra(fake: Fake, provider: VagrantProvider) -> None:
     testinfra = pytest.importorskip("testinfra")
-    [target] = provider.up(["fbsd14-zfs"], VARS, Progress())
+    [target] = provider.up(["fbsd151-zfs"], VARS, Progress())
     host = testinfra.get_host(target.hosts_spec)
     backend = host.backend
     assert backend.get_connection_type() == "ssh"
-    assert backend.ssh_config == str(provider.ssh_config_path("fbsd14-zfs"))
-    assert backend.host.name == "fbsd14-zfs"
+    assert backend.ssh_config == str(provider.ssh_config_path("fbsd151-zfs"))
+    assert backend.host.name == "fbsd151-zfs"
 
 
 def test_up_without_guests_starts_the_autostart_machines(
         fake: Fake, provider: VagrantProvider) -> None:
     progress = Progress()
     targets = provider.up([], VARS, progress)
-    assert [t.name for t in targets] == ["fbsd14-ufs", "fbsd14-zfs"]
-    assert ("fbsd14-zfs", "Machine booted and ready!") in progress.lines
+    assert [t.name for t in targets] == ["fbsd151-ufs", "fbsd151-zfs"]
+    assert ("fbsd151-zfs", "Machine booted and ready!") in progress.lines
     assert fake.argvs() == [
         ["status", "--machine-readable"],
         ["up", "--no-provision"],
         ["status", "--machine-readable"],
-        ["ssh-config", "fbsd14-ufs"],
-        ["ssh-config", "fbsd14-zfs"],
+        ["ssh-config", "fbsd151-ufs"],
+        ["ssh-config", "fbsd151-zfs"],
     ]
 
 
@@ -148,44 +149,44 @@ def test_vagrant_provider_from_the_environment(
         fake: Fake, provider: VagrantProvider, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
     monkeypatch.setenv("HVBSD_VAGRANT_PROVIDER", "libvirt")
-    VagrantProvider(tmp_path / "lab").up(["fbsd14-ufs"], VARS, Progress())
-    assert ["up", "fbsd14-ufs", "--no-provision", "--provider=libvirt"] in fake.argvs()
+    VagrantProvider(tmp_path / "lab").up(["fbsd151-ufs"], VARS, Progress())
+    assert ["up", "fbsd151-ufs", "--no-provision", "--provider=libvirt"] in fake.argvs()
 
 
 def test_failing_up_names_the_machine_and_shows_its_output(
         fake: Fake, provider: VagrantProvider) -> None:
-    fake.fail("up:fbsd14-zfs")
+    fake.fail("up:fbsd151-zfs")
     with pytest.raises(ProviderError) as error:
-        provider.up(["fbsd14-ufs", "fbsd14-zfs"], VARS, Progress())
+        provider.up(["fbsd151-ufs", "fbsd151-zfs"], VARS, Progress())
     message = str(error.value)
-    assert message.startswith("vagrant up fbsd14-zfs failed (exit 1)")
+    assert message.startswith("vagrant up fbsd151-zfs failed (exit 1)")
     assert "Timed out while waiting for the machine to boot" in message
     assert "Importing base box" in message
-    assert "fbsd14-ufs" not in message.split("\n", 1)[1]  # only this command's output
+    assert "fbsd151-ufs" not in message.split("\n", 1)[1]  # only this command's output
     assert str(provider.state_dir / "vagrant.log") in message
-    assert ["ssh-config", "fbsd14-zfs"] not in fake.argvs()
+    assert ["ssh-config", "fbsd151-zfs"] not in fake.argvs()
 
 
 def test_failing_provision_shows_the_ansible_error(fake: Fake, provider: VagrantProvider) -> None:
-    targets = provider.up(["fbsd14-ufs"], VARS, Progress())
+    targets = provider.up(["fbsd151-ufs"], VARS, Progress())
     fake.fail("provision")
-    with pytest.raises(ProviderError, match=r"^vagrant provision fbsd14-ufs failed") as error:
+    with pytest.raises(ProviderError, match=r"^vagrant provision fbsd151-ufs failed") as error:
         provider.provision(targets, Progress())
-    assert "fatal: [fbsd14-ufs]: FAILED!" in str(error.value)
+    assert "fatal: [fbsd151-ufs]: FAILED!" in str(error.value)
     assert "Ansible failed to complete successfully" in str(error.value)
 
 
 def test_unknown_machine_lists_the_vagrantfiles(fake: Fake, provider: VagrantProvider) -> None:
     with pytest.raises(ProviderError) as error:
-        provider.up(["g1", "fbsd14-ufs"], VARS, Progress())
+        provider.up(["g1", "fbsd151-ufs"], VARS, Progress())
     assert str(error.value) == ("unknown Vagrant machine(s) g1; the Vagrantfile defines: "
-                                "fbsd14-ufs, fbsd14-zfs, fbsd13-ufs")
+                                + ", ".join(MACHINES))
     assert fake.argvs() == [["status", "--machine-readable"]]
 
 
 def test_missing_vars_file(fake: Fake, provider: VagrantProvider, tmp_path: Path) -> None:
     with pytest.raises(ProviderError, match="no such file"):
-        provider.up(["fbsd14-ufs"], tmp_path / "nope.yml", Progress())
+        provider.up(["fbsd151-ufs"], tmp_path / "nope.yml", Progress())
     assert fake.argvs() == []
 
 
@@ -194,24 +195,26 @@ def test_vagrant_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     lab = VagrantProvider(tmp_path / "lab")
-    for call in (lambda: lab.up(["fbsd14-ufs"], VARS, Progress()), lab.status,
+    for call in (lambda: lab.up(["fbsd151-ufs"], VARS, Progress()), lab.status,
                  lambda: lab.down(Progress())):
         with pytest.raises(ProviderError) as error:
             call()
         assert str(error.value) == NOT_INSTALLED
 
 
-def test_default_guests(tmp_path: Path) -> None:
+def test_default_guests_are_the_machines_of_the_release(tmp_path: Path) -> None:
     lab = VagrantProvider(tmp_path)
-    assert lab.default_guests(2) == ["fbsd14-ufs", "fbsd14-zfs"]
-    assert lab.default_guests(3) == list(MACHINES)
-    with pytest.raises(ProviderError, match="defines 3 machines"):
-        lab.default_guests(4)
+    assert lab.default_guests(2, "15.1") == ["fbsd151-ufs", "fbsd151-zfs"]
+    assert lab.default_guests(1, "14.5") == ["fbsd145-ufs"]
+    assert sorted(MACHINES) == sorted(name for release in releases.names()
+                                      for name in machine_names(release))
+    with pytest.raises(ProviderError, match=r"defines 2 machines of FreeBSD 14\.4"):
+        lab.default_guests(3, "14.4")
 
 
 def test_failing_destroy(fake: Fake, provider: VagrantProvider) -> None:
-    provider.up(["fbsd14-ufs"], VARS, Progress())
-    fake.fail("destroy:fbsd14-ufs")
+    provider.up(["fbsd151-ufs"], VARS, Progress())
+    fake.fail("destroy:fbsd151-ufs")
     with pytest.raises(ProviderError, match=r"(?s)^vagrant destroy failed.*error occurred while"):
         provider.down(Progress())
 
@@ -261,8 +264,12 @@ def machine(name: str, *rest: str) -> tuple[str, ...]:
 def test_vagrantfile_machines_and_boxes() -> None:
     events = probe()
     defined = calls(events, "define", "vm")
-    assert [(d["args"][0], d["kwargs"]["autostart"]) for d in defined] == [
-        ("fbsd14-ufs", True), ("fbsd14-zfs", True), ("fbsd13-ufs", False)]
+    default = releases.default().name
+    # the default release's two machines start with a plain `vagrant up`; every
+    # supported release has a ufs and a zfs machine
+    assert [(d["args"][0], d["kwargs"]["autostart"]) for d in defined][:2] == [
+        ("fbsd151-ufs", True), ("fbsd151-zfs", True)] and default == "15.1"
+    assert all(not d["kwargs"]["autostart"] for d in defined[2:])
     # the provider's and the fake's machines are the Vagrantfile's
     assert [d["args"][0] for d in defined] == list(MACHINES)
     fake_default = ",".join(MACHINES)
@@ -274,23 +281,22 @@ def test_vagrantfile_machines_and_boxes() -> None:
         {"path": ["vm"], "call": "synced_folder", "args": [".", "/vagrant"],
          "kwargs": {"disabled": True}}]
 
-    boxes = {"virtualbox": "freebsd/FreeBSD-14.2-RELEASE", "libvirt": "generic/freebsd14",
-             "hyperv": "generic/freebsd14"}
     devices = {"virtualbox": "em", "libvirt": "vtnet", "hyperv": "hn"}
-    for name in ("fbsd14-ufs", "fbsd14-zfs"):
-        for prov, box in boxes.items():
-            override = machine(name, "vm", f"provider:{prov}", "override")
-            assert settings(events, *override, "vm")["box"] == box
-            assert settings(events, *override, "freebsd") == {"device": devices[prov]}
-    for prov in boxes:
-        override = machine("fbsd13-ufs", "vm", f"provider:{prov}", "override", "vm")
-        assert settings(events, *override)["box"] == "generic/freebsd13"
+    for release in releases.supported():
+        for name in machine_names(release.name):
+            for prov, device in devices.items():
+                override = machine(name, "vm", f"provider:{prov}", "override")
+                assert settings(events, *override, "vm")["box"] == release.box(prov)
+                assert settings(events, *override, "freebsd") == {"device": device}
+    # the official box of each release for VirtualBox, roboxes of its major elsewhere
+    assert releases.get("14.5").box("virtualbox") == "freebsd/FreeBSD-14.5-RELEASE"
+    assert releases.get("15.1").box("hyperv") == "generic/freebsd15"
 
 
 @needs_ruby
 def test_vagrantfile_hyperv_keeps_kvp_and_vss_and_turns_the_simulation_off() -> None:
     events = probe()
-    hyperv = machine("fbsd14-ufs", "vm", "provider:hyperv")
+    hyperv = machine("fbsd151-ufs", "vm", "provider:hyperv")
     services = settings(events, *hyperv)["vm_integration_services"]
     assert services["key_value_pair_exchange"] is True and services["vss"] is True
     assert calls(events, "network", *hyperv, "override", "vm")[0]["kwargs"] == {
@@ -305,7 +311,7 @@ def test_vagrantfile_hyperv_keeps_kvp_and_vss_and_turns_the_simulation_off() -> 
 @needs_ruby
 def test_vagrantfile_provisioners() -> None:
     events = probe()
-    vm = machine("fbsd14-zfs", "vm")
+    vm = machine("fbsd151-zfs", "vm")
     provs = calls(events, "provision", *vm)
     assert [(p["args"][0], p["kwargs"]["type"]) for p in provs] == [
         ("bootstrap", "shell"), ("deploy", "ansible"), ("lab", "ansible")]
@@ -324,7 +330,7 @@ def test_vagrantfile_provisioners() -> None:
                                          "ansible_become_method": "sudo"}
         assert ansible["raw_arguments"] == [f"--extra-vars=@{expected_vars}"]
         assert ansible["config_file"] == str(REPO / "ansible.cfg")
-    ufs = calls(events, "provision", *machine("fbsd14-ufs", "vm"))
+    ufs = calls(events, "provision", *machine("fbsd151-ufs", "vm"))
     assert ufs[0]["kwargs"]["args"] == ["ufs"]
 
 
@@ -332,15 +338,17 @@ def test_vagrantfile_provisioners() -> None:
 def test_vagrantfile_environment(tmp_path: Path) -> None:
     vars_file = tmp_path / "v.yml"
     vars_file.write_text("hyperv_guest_mode: transparent\n")
-    events = probe(HVBSD_BOX="my/freebsd14", HVBSD_BOX_13="my/freebsd13", HVBSD_LAB_SIM="0",
+    events = probe(HVBSD_BOX="my/freebsd15", HVBSD_BOX_14_4="my/freebsd144", HVBSD_LAB_SIM="0",
                    HVBSD_LAB_VARS=str(vars_file), HVBSD_BECOME="su", HVBSD_MEMORY="4096")
     for prov in ("virtualbox", "libvirt", "hyperv"):
-        override = machine("fbsd14-ufs", "vm", f"provider:{prov}", "override", "vm")
-        assert settings(events, *override)["box"] == "my/freebsd14"
-        override = machine("fbsd13-ufs", "vm", f"provider:{prov}", "override", "vm")
-        assert settings(events, *override)["box"] == "my/freebsd13"
-    assert settings(events, *machine("fbsd14-ufs", "vm", "provider:libvirt"))["memory"] == 4096
-    vm = machine("fbsd14-ufs", "vm")
+        override = machine("fbsd151-ufs", "vm", f"provider:{prov}", "override", "vm")
+        assert settings(events, *override)["box"] == "my/freebsd15"
+        override = machine("fbsd144-ufs", "vm", f"provider:{prov}", "override", "vm")
+        assert settings(events, *override)["box"] == "my/freebsd144"
+        override = machine("fbsd145-ufs", "vm", f"provider:{prov}", "override", "vm")
+        assert settings(events, *override)["box"] == releases.get("14.5").box(prov)
+    assert settings(events, *machine("fbsd151-ufs", "vm", "provider:libvirt"))["memory"] == 4096
+    vm = machine("fbsd151-ufs", "vm")
     [lab] = [p for p in calls(events, "provision", *vm) if p["args"] == ["lab"]]
     assert lab["kwargs"]["run"] == "never"
     deploy = settings(events, *vm, "provision:deploy")
@@ -376,24 +384,24 @@ def test_hvbsd_lab_with_the_vagrant_provider(fake: Fake, tmp_path: Path) -> None
                                str(lab_dir), "--progress", "plain"], env=env, cwd=tmp_path,
                               capture_output=True, text=True, check=False, timeout=120)
 
-    up = hvbsd("up", "--provider", "vagrant", "--guests", "fbsd14-ufs", "--vars", str(VARS))
+    up = hvbsd("up", "--provider", "vagrant", "--guests", "fbsd151-ufs", "--vars", str(VARS))
     assert up.returncode == 0, up.stdout + up.stderr
-    config = lab_dir / "vagrant" / "fbsd14-ufs.ssh-config"
-    assert f"fbsd14-ufs: ssh://fbsd14-ufs?ssh_config={config}" in up.stdout
-    assert config.read_text().startswith("Host fbsd14-ufs\n")
+    config = lab_dir / "vagrant" / "fbsd151-ufs.ssh-config"
+    assert f"fbsd151-ufs: ssh://fbsd151-ufs?ssh_config={config}" in up.stdout
+    assert config.read_text().startswith("Host fbsd151-ufs\n")
     assert fake.argvs() == [["status", "--machine-readable"],
-                            ["up", "fbsd14-ufs", "--no-provision"],
-                            ["ssh-config", "fbsd14-ufs"]]
+                            ["up", "fbsd151-ufs", "--no-provision"],
+                            ["ssh-config", "fbsd151-ufs"]]
     deployed_with = fake.calls()[1]["HVBSD_LAB_VARS"]
     assert deployed_with and Path(deployed_with).is_file()
 
     status = hvbsd("status")
     assert status.returncode == 0, status.stderr
-    assert "fbsd14-ufs" in status.stdout and "running" in status.stdout
+    assert "fbsd151-ufs" in status.stdout and "running" in status.stdout
 
     provision = hvbsd("provision")
     assert provision.returncode == 0, provision.stdout + provision.stderr
-    assert fake.argvs()[-1] == ["provision", "fbsd14-ufs"]
+    assert fake.argvs()[-1] == ["provision", "fbsd151-ufs"]
     assert fake.calls()[-1]["HVBSD_LAB_VARS"] == deployed_with
 
     down = hvbsd("down")
@@ -411,5 +419,5 @@ def test_hvbsd_lab_failing_vagrant_up(fake: Fake, tmp_path: Path) -> None:
          "--lab-dir", str(tmp_path / "labstate"), "--progress", "plain"],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "hvbsd lab up: vagrant up fbsd14-ufs failed (exit 1)" in result.stderr
+    assert "hvbsd lab up: vagrant up fbsd151-ufs failed (exit 1)" in result.stderr
     assert "Timed out while waiting for the machine to boot" in result.stderr

@@ -91,7 +91,7 @@ def record_steps(state: dict[str, Any], tracker: Any) -> None:
 # -- input ------------------------------------------------------------------------------------
 
 
-def guest_names(text: Optional[str], provider: Any) -> list[str]:
+def guest_names(text: Optional[str], provider: Any, release: str = "") -> list[str]:
     text = (text or str(DEFAULT_GUESTS)).strip()
     if text.isdigit():
         count = int(text)
@@ -99,7 +99,7 @@ def guest_names(text: Optional[str], provider: Any) -> list[str]:
             raise UsageError(f"--guests {text}: the number of guests must be 1 to {MAX_GUESTS}")
         default_names = getattr(provider, "default_guests", None)
         if callable(default_names):
-            return list(default_names(count))
+            return list(default_names(count, release))
         return [f"lab{n}" for n in range(1, count + 1)]
     names = [name.strip() for name in text.split(",") if name.strip()]
     bad = [name for name in names if not _NAME.match(name)]
@@ -109,6 +109,24 @@ def guest_names(text: Optional[str], provider: Any) -> list[str]:
     if len(set(names)) != len(names):
         raise UsageError(f"--guests {text!r}: a name is given twice")
     return names
+
+
+def release_of(args: argparse.Namespace, state: dict[str, Any]) -> str:
+    """The FreeBSD release the lab's guests run: --release, else the one the lab
+    is up with, else the default of releases.yml."""
+    from hvbsd import releases
+
+    given = getattr(args, "release", None)
+    recorded = state.get("release") if state.get("targets") else None
+    try:
+        name = releases.get(given).name if given is not None else (
+            recorded or releases.default().name)
+    except releases.UnknownRelease as error:
+        raise UsageError(f"--release: {error}") from None
+    if recorded and recorded != name:
+        raise UsageError(f"the lab in {lab_dir(args)} is up with FreeBSD {recorded}; "
+                         "run 'hvbsd lab down' first")
+    return name
 
 
 def variables_file(args: argparse.Namespace) -> Path:
@@ -163,6 +181,7 @@ def about_run(state: dict[str, Any]) -> list[tuple[str, str]]:
 
     return [("variables file", str(state.get("vars") or "?")),
             ("provider", str(state.get("provider") or "?")),
+            ("FreeBSD release", str(state.get("release") or "?")),
             ("hvbsd", __version__),
             ("ansible-core", _package_version("ansible-core")),
             ("python", sys.version.split()[0])]
@@ -205,17 +224,18 @@ def do_up(args: argparse.Namespace, tracker: Any) -> list[Any]:
     directory = lab_dir(args)
     state = load_state(directory)
     provider = provider_for(args, state)
-    names = guest_names(args.guests, provider)
+    release = release_of(args, state)
+    names = guest_names(args.guests, provider, release)
     source = variables_file(args)
     directory.mkdir(parents=True, exist_ok=True)
     from hvbsd.lab.sim import load_variables
 
     copy = directory / VARIABLES_COPY
     copy.write_text(json.dumps(load_variables(source), indent=1), encoding="utf-8")
-    state.update(provider=provider.name, vars=str(source.resolve()))
+    state.update(provider=provider.name, vars=str(source.resolve()), release=release)
     save_state(directory, state)
     try:
-        targets = provider.up(names, copy, tracker)
+        targets = provider.up(names, copy, tracker, release)
     finally:
         record_steps(state, tracker)
         save_state(directory, state)
@@ -413,6 +433,7 @@ def _run(args: argparse.Namespace, tracker: Any) -> int:
 
     directory = lab_dir(args)
     provider_for(args, load_state(directory))  # bad input before anything starts
+    release_of(args, load_state(directory))
     guest_names(args.guests, None)
     variables_file(args)
     status = 3
@@ -484,6 +505,11 @@ def _options(parser: argparse.ArgumentParser, *, guests: bool = False, report: b
                         help="live display on a terminal, plain lines, or nothing "
                         "(default auto: live on a terminal, quiet otherwise)")
     if guests:
+        from hvbsd import releases
+
+        parser.add_argument("--release", metavar="R",
+                            help=f"the guests' FreeBSD release: {', '.join(releases.names())} "
+                            f"(default {releases.default().name}, or the one the lab is up with)")
         parser.add_argument("--guests", metavar="N|NAMES",
                             help=f"how many guests (default {DEFAULT_GUESTS}) or their names, "
                             "comma separated")

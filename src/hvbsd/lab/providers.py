@@ -34,7 +34,9 @@ class Target:
 class Provider(Protocol):
     name: str
 
-    def up(self, guests: list[str], variables_file: Path, progress: Progress) -> list[Target]: ...
+    def up(self, guests: list[str], variables_file: Path, progress: Progress,
+           release: str) -> list[Target]:
+        """Bring ``guests`` up running FreeBSD ``release`` (a name of releases.yml)."""
 
     def provision(self, targets: list[Target], progress: Progress) -> None: ...
 

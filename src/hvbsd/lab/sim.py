@@ -87,7 +87,8 @@ class SimProvider:
 
     # -- Provider ------------------------------------------------------------------------
 
-    def up(self, guests: list[str], variables_file: Path, progress: Progress) -> list[Target]:
+    def up(self, guests: list[str], variables_file: Path, progress: Progress,
+           release: str) -> list[Target]:
         from hvbsd.sim.guest import Guest, GuestError, require_namespaces
 
         try:
@@ -101,8 +102,12 @@ class SimProvider:
             guest = self._guest(name)
             try:
                 if not guest.exists:
-                    progress(name, "create")
-                    Guest.create(name, self.root, nics=nics)
+                    progress(name, f"create (FreeBSD {release})")
+                    Guest.create(name, self.root, nics=nics, release=release)
+                elif guest.config.get("release") != release:
+                    raise ProviderError(f"{name} exists and runs FreeBSD "
+                                        f"{guest.config.get('release')}, not {release}; "
+                                        "run 'hvbsd lab down' first")
                 elif guest.pid is None:
                     progress(name, "start")
                     guest.start()

@@ -34,9 +34,25 @@ from hvbsd.locate import data_root
 
 NOT_INSTALLED = "vagrant is not installed; use --provider sim (the default) or install Vagrant"
 TAIL_LINES = 20
-# The Vagrantfile's machines, in its order (a test keeps both in step); a plain
-# `vagrant up` starts the first two.
-MACHINES = ("fbsd14-ufs", "fbsd14-zfs", "fbsd13-ufs")
+LAYOUTS = ("ufs", "zfs")
+
+
+def machine_names(release: str) -> list[str]:
+    """The Vagrantfile's machines of one release: fbsd151-ufs, fbsd151-zfs."""
+    return [f"fbsd{release.replace('.', '')}-{layout}" for layout in LAYOUTS]
+
+
+def _all_machines() -> tuple[str, ...]:
+    """Every machine the Vagrantfile defines (from releases.yml, as it reads it): the
+    default release's first (a plain `vagrant up` starts those), then the others'."""
+    from hvbsd import releases
+
+    default = releases.default().name
+    order = [default] + [name for name in releases.names() if name != default]
+    return tuple(name for release in order for name in machine_names(release))
+
+
+MACHINES = _all_machines()
 _STEP = re.compile(r"^==> (?P<name>[\w.-]+): (?P<message>.+)$")
 
 
@@ -145,12 +161,13 @@ class VagrantProvider:
             statuses = v.status()
         return [(status.name, status.state) for status in statuses if status.name]
 
-    def default_guests(self, count: int) -> list[str]:
-        """The first ``count`` machines of the Vagrantfile (``--guests N``)."""
-        if count > len(MACHINES):
-            raise ProviderError(f"the Vagrantfile defines {len(MACHINES)} machines"
-                                f" ({', '.join(MACHINES)}); {count} asked for")
-        return list(MACHINES[:count])
+    def default_guests(self, count: int, release: str) -> list[str]:
+        """The first ``count`` machines of ``release`` in the Vagrantfile (``--guests N``)."""
+        names = machine_names(release)
+        if count > len(names):
+            raise ProviderError(f"the Vagrantfile defines {len(names)} machines of FreeBSD"
+                                f" {release} ({', '.join(names)}); {count} asked for")
+        return names[:count]
 
     def ssh_config_path(self, name: str) -> Path:
         return self.state_dir / f"{name}.ssh-config"
@@ -169,8 +186,10 @@ class VagrantProvider:
 
     # -- the Provider protocol -----------------------------------------------------------
 
-    def up(self, guests: list[str], variables_file: Path, progress: Progress) -> list[Target]:
-        """Boot ``guests`` (all autostart machines when empty), not provisioned yet."""
+    def up(self, guests: list[str], variables_file: Path, progress: Progress,
+           release: str = "") -> list[Target]:
+        """Boot ``guests`` (all autostart machines when empty), not provisioned yet.
+        The machines' names say their release; ``release`` only chose them."""
         variables_file = Path(variables_file).resolve()
         if not variables_file.is_file():
             raise ProviderError(f"vars file {variables_file}: no such file")

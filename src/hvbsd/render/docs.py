@@ -1,20 +1,26 @@
-"""Documentation generated from the roles' argument specs: the README's
-variables table and each role's README (``python -m hvbsd.render.docs``
-rewrites both in a checkout)."""
+"""Documentation generated from the roles' argument specs and releases.yml: the
+README's variables and support tables, each role's README and the FreeBSD
+versions of each role's metadata (``python -m hvbsd.render.docs`` rewrites
+them all in a checkout)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hvbsd import releases
 from hvbsd.render.engine import ROLES, ROLES_DIR, argument_specs
 
 BEGIN = "<!-- BEGIN VARIABLES -->"
 END = "<!-- END VARIABLES -->"
+RELEASES_BEGIN = "<!-- BEGIN RELEASES -->"
+RELEASES_END = "<!-- END RELEASES -->"
+_VERSIONS = re.compile(r'(?m)^(?P<indent> +)versions:\n(?:(?P=indent)  - "[^"\n]*"\n)+')
 
 
 def _type(option: Mapping[str, Any]) -> str:
@@ -51,6 +57,41 @@ def variables_table() -> str:
                   "| variable | type | default | meaning |", "|---|---|---|---|"]
         lines += _rows(options)
     return "\n".join(lines[1:]) + "\n"
+
+
+def support_table() -> str:
+    """Markdown for the text between the README's BEGIN/END RELEASES markers."""
+    lines = ["| FreeBSD | supported until | devd sets `vm_guest` | Vagrant box (VirtualBox)"
+             " | Vagrant box (other providers) |", "|---|---|---|---|---|"]
+    for release in releases.supported():
+        default = " (default)" if release == releases.default() else ""
+        lines.append(f"| {release.name}{default} | {release.eol.isoformat()} | "
+                     f"{'yes' if release.devd_vm_guest else 'no'} | "
+                     f"`{release.box('virtualbox')}` | `{release.box('default')}` |")
+    return "\n".join(lines) + "\n"
+
+
+def role_meta(role: str) -> str:
+    """The role's meta/main.yml with its FreeBSD versions those of releases.yml."""
+    path = ROLES_DIR / role / "meta" / "main.yml"
+    text = path.read_text(encoding="utf-8")
+    match = _VERSIONS.search(text)
+    if match is None:
+        raise ValueError(f"{path}: no platforms versions list")
+    indent = match["indent"]
+    listed = "".join(f'{indent}  - "{name}"\n' for name in releases.names())
+    return text[:match.start()] + f"{indent}versions:\n{listed}" + text[match.end():]
+
+
+def write_role_metas() -> list[Path]:
+    changed = []
+    for role in ROLES:
+        path = ROLES_DIR / role / "meta" / "main.yml"
+        text = role_meta(role)
+        if path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(path)
+    return changed
 
 
 # -- role READMEs -------------------------------------------------------------
@@ -167,12 +208,19 @@ def write_role_readmes() -> list[Path]:
     return changed
 
 
+def _between(text: str, begin: str, end: str, body: str) -> str:
+    head, found, rest = text.partition(begin + "\n")
+    _, found_end, tail = rest.partition(end)
+    if not found or not found_end:
+        raise ValueError(f"README.md has no {begin} ... {end} section")
+    return head + begin + "\n" + body + end + tail
+
+
 def write_readme_table(readme: Path) -> bool:
-    """Rewrite the text between the README's variables markers; True if it changed."""
+    """Rewrite the README's variables and support tables; True if it changed."""
     text = readme.read_text(encoding="utf-8")
-    head, _, rest = text.partition(BEGIN + "\n")
-    _, _, tail = rest.partition(END)
-    new = head + BEGIN + "\n" + variables_table() + END + tail
+    new = _between(text, BEGIN, END, variables_table())
+    new = _between(new, RELEASES_BEGIN, RELEASES_END, support_table())
     if new == text:
         return False
     readme.write_text(new, encoding="utf-8")
@@ -180,7 +228,7 @@ def write_readme_table(readme: Path) -> bool:
 
 
 if __name__ == "__main__":
-    for written in write_role_readmes():
+    for written in write_role_metas() + write_role_readmes():
         print(f"wrote {written}")
     top_readme = ROLES_DIR.parent / "README.md"
     if write_readme_table(top_readme):
