@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from hvbsd import releases
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +45,12 @@ def nothing_left(lab_home: Path) -> None:
     assert not (lab_home / "sim").exists()
 
 
-def test_lab_run_two_guests_passes_and_writes_the_report(lab_env, tmp_path):
+@pytest.mark.parametrize("release", [r.name for r in releases.newest_per_major()])
+def test_lab_run_two_guests_passes_and_writes_the_report(lab_env, tmp_path, release):
+    """CI's lab runs: the newest release of each supported major version."""
     report = tmp_path / "report"
-    result = lab(lab_env, tmp_path, "run", "--guests", "2", "--report", str(report))
+    result = lab(lab_env, tmp_path, "run", "--release", release, "--guests", "2",
+                 "--report", str(report))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"report: {report / 'summary.html'}" in result.stdout
@@ -89,8 +94,9 @@ def test_lab_run_two_guests_passes_and_writes_the_report(lab_env, tmp_path):
         assert re.search(r"\b\d+ passed in ", (report / f"checks-{guest}.txt").read_text())
     assert "[deploy log](ansible.log)" in summary and 'href="ansible.log"' in page
     assert "PLAY RECAP" in (report / "ansible.log").read_text()
-    release = re.search(r"\| lab1 \| sim \| (\S+) \|", summary)
-    assert release and re.fullmatch(r"\d+\.\d+-[A-Z]+(-p\d+)?", release.group(1)), summary
+    shown = re.search(r"\| lab1 \| sim \| (\S+) \|", summary)
+    assert shown and shown.group(1) == f"{release}-RELEASE", summary
+    assert f"| FreeBSD release | {release} |" in summary
     # run takes the guests down: nothing left running or mounted
     nothing_left(tmp_path / "lab")
 
