@@ -19,8 +19,15 @@ from hvbsd.devd.config import (
     load_tree,
     parse_file,
     parse_text,
+    read_config_text,
 )
-from hvbsd.devd.dispatch import DEVD_PATH, Dispatcher, DispatchRecord, run_like_devd
+from hvbsd.devd.dispatch import (
+    DEVD_PATH,
+    Dispatcher,
+    DispatchRecord,
+    devd_vm_guest,
+    run_like_devd,
+)
 from hvbsd.devd.event import Event
 from hvbsd.devd.expand import expand, shell_quote
 from hvbsd.devd.posix_regex import (
@@ -48,11 +55,13 @@ __all__ = [
     "PosixRegexError",
     "Rule",
     "compile_ere",
+    "devd_vm_guest",
     "expand",
     "load",
     "load_tree",
     "parse_file",
     "parse_text",
+    "read_config_text",
     "run_like_devd",
     "shell_quote",
     "translate",

@@ -2,7 +2,10 @@
 
 Exit status: 0 clean, 1 problems found (errors or warnings), 2 the command
 itself could not run (missing file, a file of unknown type, no shellcheck, a
-file nested beyond Python's recursion limit).  A name that starts with '-' is
+file nested beyond Python's recursion limit, an unknown ``--release``).
+``--release R`` lints for one supported FreeBSD release; without it a
+release-dependent hazard is reported for every supported release where it
+holds, naming them.  A name that starts with '-' is
 given after ``--`` (``hvbsd lint -- -V``) or as ``./-V``.
 """
 
@@ -34,15 +37,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also warn where an action pastes an event value that no match of its rule "
              "limits to shell-safe characters (devd without $'...' quoting runs it as code)",
     )
+    parser.add_argument(
+        "--release", metavar="R",
+        help="the FreeBSD release the files are for: release-dependent hazards are reported "
+             f"only if they hold there (one of {_release_names()}; default: every supported "
+             "release, each warning naming the releases where it holds)",
+    )
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from hvbsd.devd.lint import LintUsageError, lint_paths
+def _release_names() -> str:
+    from hvbsd import releases
 
     try:
+        return ", ".join(releases.names())
+    except (OSError, ValueError, KeyError):  # releases.yml unreadable: --release says so
+        return "the releases in releases.yml"
+
+
+def run(args: argparse.Namespace) -> int:
+    from hvbsd import releases
+    from hvbsd.devd.lint import LintUsageError, lint_paths
+
+    chosen = None
+    try:
+        if args.release is not None:
+            chosen = [releases.get(args.release)]
+    except releases.UnknownRelease as exc:
+        print(f"hvbsd lint: --release: {exc}", file=sys.stderr)
+        return 2
+    try:
         problems = lint_paths(args.paths, icase=not args.case_sensitive,
-                              raw_expansion=args.raw_expansion)
+                              raw_expansion=args.raw_expansion, releases=chosen)
     except LintUsageError as exc:
         print(f"hvbsd lint: {exc}", file=sys.stderr)
         return 2

@@ -17,8 +17,16 @@ Grammar and lexer follow FreeBSD's ``sbin/devd/parse.y`` and ``token.l``
   the only escape is a backslash at the end of a line, which joins the next
   line with its leading white space removed; any other backslash is kept.
 
-Where devd's lexer silently echoes a character it has no rule for (an empty
-``""``, a stray ``=`` or ``\\r``), this parser reports an error instead, and a
+Files are read byte for byte, as devd's ``fopen(fn, "r")`` reads them: no
+universal newlines.  A CR is not a line end for devd's lexer: outside a
+string flex's default rule echoes it and goes on (skipped here too, and
+noted in `Config.stray_crs` so that `hvbsd lint` can say so); inside a
+string it stays in the value, and a backslash before CRLF is no continuation
+(the value keeps the backslash, the CR, the newline and the next line's
+indentation).  `#` and `//` comments run to the LF and so include a CR.
+
+Where devd's lexer silently echoes any other character it has no rule for
+(an empty ``""``, a stray ``=``), this parser reports an error instead, and a
 match regex that regcomp(3) would refuse is an error too (devd ignores the
 failure; such a match then never succeeds, or always does when negated).
 """
@@ -167,6 +175,7 @@ class Config:
     files: list[str] = field(default_factory=list)
     icase: bool = True  # 14.x compiles matches with REG_ICASE; older devd did not
     empty_blocks: list[tuple[str, int, str]] = field(default_factory=list)
+    stray_crs: list[tuple[str, int]] = field(default_factory=list)  # CRs devd's lexer skips
 
     def extend(self, text: str, filename: str = "<string>") -> Config:
         """Parse one more file into this configuration (as devd parses file after file)."""
@@ -199,6 +208,9 @@ class Config:
         within its budgets (see posix_regex) is passed over, never run, and
         the reason is appended to `undecided`.
         """
+        if event.kind not in RULE_KINDS:  # a line devd ignores: find_and_execute's default
+            return None
+
         def lookup(name: str) -> str:
             return self.variable(event, name)
 
@@ -229,13 +241,20 @@ class _Token:
         return f"'{self.text}'"
 
 
-def _tokens(text: str, filename: str) -> Iterator[_Token]:
+def _tokens(
+    text: str, filename: str, stray_crs: Optional[list[tuple[str, int]]] = None
+) -> Iterator[_Token]:
+    """token.l's rules; a CR outside a string is skipped (flex's default ECHO rule)."""
     line = 1
     position = 0
     length = len(text)
     while position < length:
         char = text[position]
         if char in " \t":
+            position += 1
+        elif char == "\r":
+            if stray_crs is not None and (not stray_crs or stray_crs[-1] != (filename, line)):
+                stray_crs.append((filename, line))
             position += 1
         elif char == "\n":
             line += 1
@@ -299,7 +318,7 @@ class _Parser:
     def __init__(self, config: Config, text: str, filename: str) -> None:
         self.config = config
         self.filename = filename
-        self.tokens = _tokens(text, filename)
+        self.tokens = _tokens(text, filename, config.stray_crs)
         self.current = next(self.tokens)
 
     def fail(self, detail: str, line: Optional[int] = None) -> DevdSyntaxError:
@@ -434,6 +453,14 @@ class _Parser:
                      pattern.top_level_alternation)
 
 
+def read_config_text(path: Union[str, os.PathLike[str]]) -> str:
+    """A devd file's text as devd's lexer sees it: its bytes, no newline translation.
+
+    (``Path.read_text`` would turn CRLF and a lone CR into LF, which devd does not.)
+    """
+    return Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
+
+
 def parse_text(
     text: str, filename: str = "<string>", *, icase: bool = True,
     variables: Optional[dict[str, str]] = None,
@@ -445,9 +472,8 @@ def parse_text(
 
 
 def parse_file(path: Union[str, os.PathLike[str]], *, icase: bool = True) -> Config:
-    """Parse one file; errors name it as given."""
-    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-    return parse_text(text, os.fspath(path), icase=icase)
+    """Parse one file, byte for byte as devd reads it; errors name it as given."""
+    return parse_text(read_config_text(path), os.fspath(path), icase=icase)
 
 
 def load(
@@ -459,7 +485,8 @@ def load(
 ) -> Config:
     """Load a configuration the way devd starts: `path`, then each `directory`.
 
-    `read(path)` returns a file's text or None if it does not exist;
+    `read(path)` returns a file's text or None if it does not exist (its bytes
+    decoded as they are, see `read_config_text`: no universal newlines);
     `listdir(dir)` lists a directory's entry names (a missing directory may
     raise FileNotFoundError or return []).  From each directory only names
     ending in ``.conf`` are read, not recursively.  They are read in sorted
@@ -505,7 +532,7 @@ def load_tree(
         candidate = host_path(guest_path)
         if not candidate.is_file():
             return None
-        return candidate.read_text(encoding="utf-8", errors="surrogateescape")
+        return read_config_text(candidate)
 
     def listdir(guest_path: str) -> list[str]:
         return os.listdir(host_path(guest_path))

@@ -6,6 +6,18 @@ before the next action and the next event.  Actions inherit devd's
 environment; started from rc that is ``PATH=/sbin:/bin:/usr/sbin:/usr/bin``
 and, once devd has daemonized, stdin/stdout/stderr on /dev/null.
 
+Which devd it is matters for one built-in variable: `vm_guest` (``sysctl
+kern.vm_guest``, "hv" on Hyper-V), which the devd of some FreeBSD releases sets
+for every event and older ones do not (``releases.yml``, field
+``devd_vm_guest``).  ``Dispatcher(config, vm_guest="hv")`` is such a devd,
+``vm_guest=None`` (the default) one without it; `devd_vm_guest` gives the
+value for a release.  An event's own ``vm_guest=`` pair wins, as with every
+built-in but ``*`` (devd.cc ``process_event`` sets the built-ins first).
+
+A line devd ignores (empty, an unknown first character, ``+ubt0`` with no
+space) runs no rule and is recorded as ignored; `Dispatcher.dispatch` never
+raises for what a line holds.
+
 devd 14.x quotes values as ``$'...'``, which FreeBSD's sh reads as one word.
 Linux's dash (0.5.12) does not know that form and would see ``$`` followed by
 a quoted string, so on such a host the action line is run by ``bash --posix``
@@ -23,13 +35,17 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from hvbsd.devd.config import Config, MediaLookup, Rule
 from hvbsd.devd.event import Event
 from hvbsd.devd.expand import QUOTING_MODES, expand
 
+if TYPE_CHECKING:
+    from hvbsd.releases import Release
+
 DEVD_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
+HYPERV_VM_GUEST = "hv"  # what kern.vm_guest reads on Hyper-V (VM_GUEST_HV)
 SHELL = "/bin/sh"
 
 Runner = Callable[[str], int]
@@ -85,6 +101,21 @@ def run_like_devd(command: str, timeout: Optional[float] = None) -> int:
         return process.wait()
 
 
+def devd_vm_guest(
+    release: Union[str, Release], kern_vm_guest: str = HYPERV_VM_GUEST
+) -> Optional[str]:
+    """The `vm_guest` the devd of `release` sets on a guest whose kern.vm_guest is given.
+
+    None when that release's devd sets no such variable.  `release` is a name
+    ("14.5") or an `hvbsd.releases.Release`; an unknown name raises
+    `hvbsd.releases.UnknownRelease`.
+    """
+    from hvbsd import releases
+
+    found = releases.get(release) if isinstance(release, str) else release
+    return kern_vm_guest if found.devd_vm_guest else None
+
+
 @dataclass(frozen=True)
 class DispatchRecord:
     """What happened for one event."""
@@ -109,6 +140,8 @@ class DispatchRecord:
         """
         event = _printable(self.event.line)
         notes = "".join(f" [{_printable(note)}]" for note in self.passed_over)
+        if self.event.ignored:
+            return f"{event}: ignored ({_printable(self.event.reason)})"
         if self.rule is None:
             return f"{event}: no rule{notes}"
         ran = "; ".join(
@@ -134,7 +167,8 @@ class Dispatcher:
     Matching is bounded (see posix_regex): a rule hvbsd cannot evaluate is
     passed over and named in the record.  `action_timeout` bounds each action
     of the default runner (devd itself has none); an injected `run` bounds its
-    own.
+    own.  `vm_guest` is the value of devd's built-in ``vm_guest`` variable,
+    None for a devd that sets none (see `devd_vm_guest`).
     """
 
     def __init__(
@@ -145,6 +179,7 @@ class Dispatcher:
         log: Optional[Callable[[DispatchRecord], None]] = None,
         media_type: Optional[MediaLookup] = None,
         action_timeout: Optional[float] = None,
+        vm_guest: Optional[str] = None,
     ) -> None:
         if quoting not in QUOTING_MODES:
             raise ValueError(
@@ -159,6 +194,7 @@ class Dispatcher:
         self.quoting = quoting
         self.log = log
         self.media_type = media_type
+        self.vm_guest = vm_guest
         self._one_at_a_time = threading.Lock()
 
     def expand_actions(self, rule: Rule, event: Event) -> tuple[str, ...]:
@@ -169,10 +205,17 @@ class Dispatcher:
             expand(action.command, lookup, quoting=self.quoting) for action in rule.actions
         )
 
-    def dispatch(self, event: Union[Event, str]) -> DispatchRecord:
-        """Handle one event (an `Event` or a devctl line) and return what ran."""
-        if isinstance(event, str):
-            event = Event.parse(event)
+    def dispatch(self, event: Union[Event, str, bytes]) -> DispatchRecord:
+        """Handle one event (an `Event` or a devctl line) and return what ran.
+
+        A line is read as devd reads it (`Event.read`): one devd ignores runs
+        nothing and is returned as such, never raised.  An `Event` gets this
+        devd's `vm_guest` unless it carries its own.
+        """
+        if isinstance(event, (str, bytes)):
+            event = Event.read(event, vm_guest=self.vm_guest)
+        else:
+            event = event.with_vm_guest(self.vm_guest)
         with self._one_at_a_time:
             started = time.time()
             passed_over: list[str] = []

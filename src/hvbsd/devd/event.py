@@ -5,58 +5,87 @@ One line per event; the first character says what it is (FreeBSD devd.cc
 
 - ``!system=IFNET subsystem=hn0 type=LINK_UP`` -- notify; ``k=v`` pairs.
 - ``+name at k=v ... on bus`` / ``-name ...`` -- attach / detach; the first
-  word is ``device-name``, ``k=v`` pairs follow (an optional ``at`` first),
-  ``on BUS`` at the end sets ``bus``.
+  word (up to the first space) is ``device-name``, ``k=v`` pairs follow (an
+  optional ``at`` first), ``on BUS`` at the end sets ``bus``.
 - ``? at k=v ... on bus`` -- nomatch (no driver claimed a device).
 
-Values may be ``"quoted"`` (``\\"`` inside is a quote).  Parsing of the pairs
-stops at the first word that is not ``name=value``, as devd's does.  Every
-event also gets ``*`` (the whole line), ``_`` (the line without its first
-character) and ``timestamp`` (``seconds.microseconds``).
+Values may be ``"quoted"``.  Parsing of the pairs stops at the first word
+that is not ``name=value``, as devd's ``chop_var`` does.  Words are split at
+C white space only (``isspace`` in the C locale: space, TAB, LF, VT, FF, CR);
+a no-break space or ``\x1c``-``\x1f`` is part of a value.
+
+Before the pairs devd sets the built-in variables ``*`` (the whole line),
+``_`` (the line without its first character), ``timestamp``
+(``seconds.microseconds``) and, in the releases whose devd has it,
+``vm_guest`` (``sysctl kern.vm_guest``; ``None`` here means "this devd sets
+none").  The pairs are stored after them, so an event's own ``timestamp=``,
+``vm_guest=`` or ``_=`` pair wins; ``*`` is no pair name and cannot be
+overridden.  devd stores every variable through ``var_list::fix_value``,
+which drops the backslash of each ``\"``: in ``*``, ``_``, ``device-name``
+and ``bus`` as in the pairs.
+
+devd ignores some lines silently: an empty one, one whose first character is
+none of ``!+-?``, and an attach/detach/nomatch line with no space in it
+(``+ubt0``).  `Event.read` returns such a line as an event of kind
+``"ignored"`` that no rule matches; `Event.parse` refuses it (ValueError).
 
 devd reads one event with ``read(fd, buffer, sizeof(buffer) - 1)`` into a
-``DEVCTL_MAXBUF`` buffer and handles it as a C string (``event_loop`` and
-``process_event`` in devd.cc), so a line is cut at its first NUL byte and
-after `MAX_EVENT_BYTES` bytes here too: no event value is longer than that.
+``DEVCTL_MAXBUF`` buffer, strips the trailing newlines and handles it as a C
+string (``event_loop`` and ``process_event`` in devd.cc), so a line is cut
+to `MAX_EVENT_BYTES` bytes and at its first NUL byte here too: no event value
+is longer than that.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 EVENT_KINDS = {"!": "notify", "+": "attach", "-": "detach", "?": "nomatch"}
+IGNORED = "ignored"  # the kind of a line devd reads and drops
 MAX_EVENT_BYTES = 8191  # DEVCTL_MAXBUF - 1
+C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale; devd never calls setlocale
 
 
-def _as_devd_reads_it(line: str) -> str:
-    """`line` cut at its first NUL and to MAX_EVENT_BYTES bytes (UTF-8), as devd sees it."""
-    raw = line.encode("utf-8", "surrogateescape")
+def _as_devd_reads_it(line: Union[str, bytes]) -> str:
+    """`line` as devd's event_loop hands it on: 8191 bytes, trailing LFs off, cut at NUL."""
+    if isinstance(line, str):
+        if "\x00" not in line and len(line) <= MAX_EVENT_BYTES // 4 and line.isascii():
+            return line.rstrip("\n")  # the common case, without encoding
+        raw = line.encode("utf-8", "surrogateescape")
+    else:
+        raw = bytes(line)
+    raw = raw[:MAX_EVENT_BYTES].rstrip(b"\n")
     nul = raw.find(0)
     if nul >= 0:
         raw = raw[:nul]
-    if len(raw) <= MAX_EVENT_BYTES and nul < 0:
-        return line
-    return raw[:MAX_EVENT_BYTES].decode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _is_name_char(char: str) -> bool:
+    # config::is_id_char: isalpha/isdigit in the C locale, '_' and '-'
     return char.isascii() and (char.isalnum() or char in "_-")
 
 
-def _strip_quote_escapes(value: str) -> str:
-    # devd's fix_value: drop the backslash of every \" pair
-    out = value
-    position = out.find('\\"')
-    while position >= 0:
-        out = out[:position] + out[position + 1 :]
-        position = out.find('\\"', position + 1)
-    return out
+def _fix_value(value: str) -> str:
+    # devd.cc var_list::fix_value, applied by set_variable to every variable: drop the
+    # backslash of every \" pair
+    return value.replace('\\"', '"') if '\\"' in value else value
+
+
+def _skip_space(text: str, position: int) -> int:
+    length = len(text)
+    while position < length and text[position] in C_SPACE:
+        position += 1
+    return position
 
 
 def _parse_pairs(text: str, into: dict[str, str]) -> str:
-    """Read ``name=value`` pairs from the start of `text`; return what is left."""
+    """Read ``name=value`` pairs from the start of `text` (devd.cc ``set_vars``/``chop_var``).
+
+    Returns what is left, from the first word that is not a pair.
+    """
     position = 0
     length = len(text)
     while position < length:
@@ -80,17 +109,16 @@ def _parse_pairs(text: str, into: dict[str, str]) -> str:
             position += 1
         else:
             value_start = position
-            while position < length and not text[position].isspace():
+            while position < length and text[position] not in C_SPACE:
                 position += 1
             value = text[value_start:position]
-        while position < length and text[position].isspace():
-            position += 1
-        into[name] = _strip_quote_escapes(value)
+        position = _skip_space(text, position)
+        into[name] = _fix_value(value)
     return ""
 
 
 def _format_value(value: str) -> str:
-    if value and not any(char.isspace() or char == '"' for char in value):
+    if value and not any(char in C_SPACE or char == '"' for char in value):
         return value
     return '"' + value.replace('"', '\\"') + '"'
 
@@ -104,57 +132,96 @@ def _format_pairs(pairs: Mapping[str, str]) -> str:
     return " ".join(f"{name}={_format_value(str(value))}" for name, value in pairs.items())
 
 
+def _stamp(timestamp: Optional[float]) -> str:
+    stamp = time.time() if timestamp is None else timestamp
+    seconds = int(stamp)
+    micros = min(round((stamp - seconds) * 1_000_000), 999_999)
+    return f"{seconds}.{micros:06d}"
+
+
 @dataclass(frozen=True)
 class Event:
-    """One devctl event and the variables devd derives from it."""
+    """One devctl event and the variables devd derives from it.
+
+    `kind` is "notify", "attach", "detach", "nomatch", or "ignored" for a line
+    devd drops (`reason` then says why); no rule matches an ignored event.
+    """
 
     kind: str
     line: str
     variables: Mapping[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def ignored(self) -> bool:
+        return self.kind == IGNORED
 
     def get(self, name: str) -> str:
         """The variable's value; "" when the event does not carry it (as in devd)."""
         return self.variables.get(name, "")
 
+    def with_vm_guest(self, vm_guest: Optional[str]) -> Event:
+        """This event as a devd that sets `vm_guest` would hold it (its own pair still wins)."""
+        if vm_guest is None or "vm_guest" in self.variables:
+            return self
+        return Event(self.kind, self.line, {"vm_guest": _fix_value(vm_guest), **self.variables},
+                     self.reason)
+
     @classmethod
-    def parse(cls, line: str, timestamp: Optional[float] = None) -> Event:
-        """Parse one devctl line; `timestamp` defaults to now, as devd stamps on arrival."""
-        text = _as_devd_reads_it(line).rstrip("\n")
-        if not text:
-            raise ValueError("devctl event line is empty")
-        kind = EVENT_KINDS.get(text[0])
-        if kind is None:
-            raise ValueError(
-                f"devctl event {line!r}: first character {text[0]!r} is not one of "
-                "'!' (notify), '+' (attach), '-' (detach), '?' (nomatch)"
-            )
-        stamp = time.time() if timestamp is None else timestamp
-        seconds = int(stamp)
-        micros = min(round((stamp - seconds) * 1_000_000), 999_999)
+    def read(
+        cls, line: Union[str, bytes], timestamp: Optional[float] = None, *,
+        vm_guest: Optional[str] = None,
+    ) -> Event:
+        """One devctl line as devd reads it; never raises (a line devd drops is "ignored").
+
+        `timestamp` defaults to now, as devd stamps on arrival; `vm_guest` is
+        the value devd's built-in ``vm_guest`` gets (None: this devd sets none).
+        """
+        text = _as_devd_reads_it(line)
+        # process_event: the built-ins first, through set_variable (fix_value)
         variables: dict[str, str] = {
-            "*": text,
-            "_": text[1:],
-            "timestamp": f"{seconds}.{micros:06d}",
+            "*": _fix_value(text),
+            "_": _fix_value(text[1:]),
+            "timestamp": _stamp(timestamp),
         }
+        if vm_guest is not None:
+            variables["vm_guest"] = _fix_value(vm_guest)
+        kind = EVENT_KINDS.get(text[:1]) if text else None
+        if kind is None:
+            reason = ("the line is empty" if not text else
+                      f"first character {text[0]!r} is not one of '!' (notify), '+' (attach), "
+                      "'-' (detach), '?' (nomatch)")
+            return cls(IGNORED, text, variables, reason)
         body = text[1:]
         if kind == "notify":
             _parse_pairs(body, variables)
-        else:
-            space = body.find(" ")
-            if space < 0:
-                raise ValueError(
-                    f"devctl {kind} event {line!r} has no space after the device name; "
-                    "devd ignores such a line"
-                )
-            if kind != "nomatch":
-                variables["device-name"] = body[:space]
-            rest = body[space + 1 :].lstrip()
-            if rest.startswith("at "):
-                rest = rest[3:]
-            rest = _parse_pairs(rest, variables).lstrip()
-            if rest.startswith("on "):
-                variables["bus"] = rest[3:]
+            return cls(kind, text, variables)
+        space = body.find(" ")  # strchr(sp, ' '): a space, not any white space
+        if space < 0:
+            return cls(IGNORED, text, variables,
+                       f"{kind} line has no space after the device name")
+        if kind != "nomatch":
+            variables["device-name"] = _fix_value(body[:space])
+        rest = body[_skip_space(body, space + 1):]
+        if rest.startswith("at "):
+            rest = rest[3:]
+        rest = _parse_pairs(rest, variables)
+        rest = rest[_skip_space(rest, 0):]
+        if rest.startswith("on "):
+            variables["bus"] = _fix_value(rest[3:])
         return cls(kind, text, variables)
+
+    @classmethod
+    def parse(
+        cls, line: Union[str, bytes], timestamp: Optional[float] = None, *,
+        vm_guest: Optional[str] = None,
+    ) -> Event:
+        """Like `read`, but a line devd would ignore raises ValueError with the reason."""
+        event = cls.read(line, timestamp, vm_guest=vm_guest)
+        if event.ignored:
+            shown = repr(line[:80]) + ("..." if len(line) > 80 else "")
+            raise ValueError(f"devctl event {shown}: {event.reason}; devd ignores such a line")
+        return event
 
     @classmethod
     def notify(
@@ -213,7 +280,7 @@ class Event:
 
 
 def _device_line(device: str, data: Optional[Mapping[str, str]], bus: str) -> str:
-    if any(char.isspace() for char in device):
+    if any(char.isspace() or char in C_SPACE for char in device):
         raise ValueError(f"device name {device!r} must not contain white space")
     line = f"{device} at {_format_pairs(data or {})}".rstrip()
     if bus:

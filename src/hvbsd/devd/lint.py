@@ -5,8 +5,14 @@ cannot parse disables devd for the whole machine) and then checked for the
 hazards that follow from sbin/devd/devd.cc (and devd.conf(5)):
 
 - ``${var}`` in an action: devd leaves it to sh, which expands it to "";
-- ``match "vm_guest"``: devd of 14.x sets no such variable, the rule never
-  fires there;
+- ``match "vm_guest"``: the devd of some supported FreeBSD releases sets no
+  such variable (``releases.yml``, ``devd_vm_guest``); there the value is
+  empty and the rule never fires (or a negated match always holds).  The
+  warning names those releases; with ``--release R`` it is given only when R
+  is one of them.  Release-dependent hazards are checked for every supported
+  release unless one is named;
+- a CR (a Windows line end): devd's lexer skips it outside a string but keeps
+  it inside one, where a backslash before CRLF is no line continuation;
 - two rules from different files, same kind and priority, that can match the
   same event: which one runs depends on the order devd reads the files;
 - an alternation at the outer level of a regex (devd's implicit ``^...$``
@@ -42,11 +48,14 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from hvbsd.devd.config import MEDIA_TYPES, Config, DevdSyntaxError, Match, Rule
 from hvbsd.devd.expand import brace_references, variable_references
 from hvbsd.devd.posix_regex import MatchUndecided, accepted_bytes
+
+if TYPE_CHECKING:
+    from hvbsd.releases import Release
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 TOOL_TIMEOUT = 60  # seconds for one sh -n or shellcheck run
@@ -175,9 +184,15 @@ def find_shellcheck() -> Optional[str]:
 
 
 def lint_paths(
-    paths: Sequence[str], *, icase: bool = True, raw_expansion: bool = False
+    paths: Sequence[str], *, icase: bool = True, raw_expansion: bool = False,
+    releases: Optional[Sequence[Release]] = None,
 ) -> list[Problem]:
-    """Lint files and directories; raise LintUsageError for what cannot be linted at all."""
+    """Lint files and directories; raise LintUsageError for what cannot be linted at all.
+
+    `releases`: the FreeBSD releases the files are for (release-dependent
+    hazards are reported for those of them where they hold); every supported
+    release when None.
+    """
     files = collect(paths)
     shellcheck = None
     if any(item.kind == "sh" for item in files):
@@ -189,7 +204,8 @@ def lint_paths(
             )
     problems: list[Problem] = []
     problems.extend(lint_devd_files([item for item in files if item.kind == "devd"],
-                                    icase=icase, raw_expansion=raw_expansion))
+                                    icase=icase, raw_expansion=raw_expansion,
+                                    releases=releases))
     for item in files:
         if item.kind == "sh":
             assert shellcheck is not None
@@ -207,9 +223,19 @@ def _as_lint_file(item: LintFile | Path) -> LintFile:
     return LintFile(str(item), os.path.abspath(item), "devd")
 
 
+def _releases_without_vm_guest(releases: Optional[Sequence[Release]]) -> list[str]:
+    if releases is None:
+        from hvbsd import releases as matrix
+
+        releases = matrix.supported()
+    return [release.name for release in releases if not release.devd_vm_guest]
+
+
 def lint_devd_files(
-    paths: Sequence[LintFile | Path], *, icase: bool = True, raw_expansion: bool = False
+    paths: Sequence[LintFile | Path], *, icase: bool = True, raw_expansion: bool = False,
+    releases: Optional[Sequence[Release]] = None,
 ) -> list[Problem]:
+    without_vm_guest = _releases_without_vm_guest(releases)
     merged = Config(icase=icase)
     problems: list[Problem] = []
     for item in map(_as_lint_file, paths):
@@ -232,15 +258,38 @@ def lint_devd_files(
         for filename, line, kind in scratch.empty_blocks:
             problems.append(Problem(filename, line, "warning",
                                     f"empty {kind} block: devd ignores it"))
+        if scratch.stray_crs:
+            filename, line = scratch.stray_crs[0]
+            more = len(scratch.stray_crs) - 1
+            problems.append(Problem(
+                filename, line, "warning",
+                "CR (a Windows line end)" + (f" here and on {more} more line(s)" if more else "")
+                + ": devd's lexer skips it outside a string but keeps it inside one, where a "
+                "backslash before CRLF does not continue the line; save the file with LF "
+                "line ends",
+            ))
     for rule in merged.rules:
-        problems.extend(_rule_problems(rule))
+        problems.extend(_rule_problems(rule, without_vm_guest))
         if raw_expansion:
             problems.extend(_raw_expansion_problems(rule))
     problems.extend(_equal_priority_problems(merged))
     return problems
 
 
-def _rule_problems(rule: Rule) -> list[Problem]:
+def _vm_guest_problem(match: Match, releases: list[str]) -> str:
+    """The vm_guest warning for `releases`, whose devd sets no vm_guest (the value is "")."""
+    try:
+        holds = match.test("")
+    except MatchUndecided:
+        effect = "the value is empty there, which this regex may or may not accept"
+    else:
+        effect = ("this match always holds there (the rule then fires on any guest)" if holds
+                  else "this rule never fires there")
+    return (f'match "vm_guest": devd of FreeBSD {", ".join(releases)} sets no vm_guest '
+            f"variable, so {effect}; check sysctl kern.vm_guest in the action")
+
+
+def _rule_problems(rule: Rule, without_vm_guest: Sequence[str] = ()) -> list[Problem]:
     problems = []
 
     def warn(line: int, message: str) -> None:
@@ -251,10 +300,12 @@ def _rule_problems(rule: Rule) -> list[Problem]:
             warn(match.line,
                  f"hazard: {match.too_large}; hvbsd cannot tell which events it matches "
                  "and does not evaluate it")
-        if match.variable == "vm_guest":
+        if match.variable == "vm_guest" and without_vm_guest:
+            warn(match.line, _vm_guest_problem(match, list(without_vm_guest)))
+        if "\r" in match.regex:
             warn(match.line,
-                 'match "vm_guest": devd of FreeBSD 14.x and older sets no vm_guest variable, '
-                 "so this rule never fires there; check sysctl kern.vm_guest in the action")
+                 f'match "{match.variable}": the regex holds a CR, which devd keeps in it '
+                 "(no event value then matches where a line end was meant)")
         if match.top_level_alternation:
             warn(match.line,
                  f'match "{match.variable}" "{match.regex}" is compiled as {match.expanded!r}: '
@@ -270,6 +321,10 @@ def _rule_problems(rule: Rule) -> list[Problem]:
                  f'media-type "{statement.name}" is unknown to devd 14.x '
                  "(ethernet, 802.11, ATM); it then matches only interfaces without media")
     for action in rule.actions:
+        if "\r" in action.command:
+            warn(action.line,
+                 "action holds a CR, which devd keeps in the command it hands to sh "
+                 "(a backslash before CRLF does not continue the line)")
         for reference in brace_references(action.command):
             inner = reference[2:-1] if reference.endswith("}") else reference[2:]
             warn(action.line,
