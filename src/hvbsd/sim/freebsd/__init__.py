@@ -4,16 +4,19 @@
 it; every such module has ``main(argv: list[str]) -> int`` where ``argv``
 excludes the program name.  ``python -m hvbsd.sim.freebsd NAME ARGS...`` runs
 one command by its base name (``ifconfig``, ``freebsd-version``...).
-``base_files()`` yields the files of FreeBSD's base system that the guest
-needs (``/etc/rc.subr``, ``/etc/network.subr``...) from the ``base`` tree next
-to this module.
+``base_files(stock)`` yields the files of FreeBSD's base system that the guest
+needs (``/etc/rc.subr``, ``/etc/network.subr``, ``/etc/devd.conf``...) from
+the ``base`` tree next to this module: ``base/common`` holds what every
+supported release shares, ``base/<stock>`` (``14``, ``15``: a release's
+``stock`` in releases.yml) what that release's own files say.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 _PACKAGE = "hvbsd.sim.freebsd"
 
@@ -51,6 +54,8 @@ BASE_DIRECTORIES: tuple[str, ...] = (
 )
 
 BASE_DIRECTORY = Path(__file__).resolve().parent / "base"
+COMMON_TREE = BASE_DIRECTORY / "common"
+_STOCK_NAME = re.compile(r"[0-9]{2}")
 
 BaseFile = Tuple[str, bytes, int]
 
@@ -60,17 +65,38 @@ def command_names() -> dict[str, str]:
     return {os.path.basename(path): module for path, module in COMMANDS.items()}
 
 
-def base_files() -> Iterator[BaseFile]:
-    """Yield (guest path, content, mode) for every file of the base tree.
+def stock_tree(stock: str) -> Path:
+    """The directory of one stock's own files, laid out as a guest's root.
 
-    rc.d scripts and ``/etc/pccard_ether`` are executable (0755); everything
-    else is 0644, as on FreeBSD.
+    ``load_tree(stock_tree("15"))`` reads that release's ``/etc/devd.conf`` and
+    ``/etc/devd/*.conf`` as devd would; ValueError for a stock hvbsd has no
+    files for.
     """
-    for path in sorted(BASE_DIRECTORY.rglob("*")):
-        if not path.is_file() or path.name.endswith((".pyc", "~")):
-            continue
-        content = path.read_bytes()
-        guest_path = "/" + path.relative_to(BASE_DIRECTORY).as_posix()
+    tree = BASE_DIRECTORY / str(stock)
+    if not _STOCK_NAME.fullmatch(str(stock)) or not tree.is_dir():
+        raise ValueError(f"stock {str(stock)[:20]!r}: no simulated FreeBSD base files for it")
+    return tree
+
+
+def base_files(stock: Optional[str] = None) -> Iterator[BaseFile]:
+    """Yield (guest path, content, mode) for every base file of a guest of ``stock``.
+
+    ``stock`` is a release's ``stock`` (``hvbsd.releases``); by default the
+    default release's.  A file of the stock's tree replaces the common one of
+    the same path.  rc.d scripts and ``/etc/pccard_ether`` are executable
+    (0755); everything else is 0644, as on FreeBSD.
+    """
+    if stock is None:
+        from hvbsd import releases
+
+        stock = releases.default().stock
+    files: dict[str, Path] = {}
+    for tree in (COMMON_TREE, stock_tree(stock)):
+        for path in sorted(tree.rglob("*")):
+            if path.is_file() and not path.name.endswith((".pyc", "~")):
+                files["/" + path.relative_to(tree).as_posix()] = path
+    for guest_path in sorted(files):
+        content = files[guest_path].read_bytes()
         yield guest_path, content, 0o755 if _is_executable(guest_path) else 0o644
 
 
