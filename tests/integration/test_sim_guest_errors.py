@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hvbsd import releases
 from hvbsd.sim import namespace
 from hvbsd.sim.guest import (
     Guest,
@@ -116,6 +117,29 @@ def test_bad_input_names_the_input_and_exits_2(hvbsd_env, sim_root, args, messag
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert [p.name for p in sim_root.iterdir() if p.name != ".lock"] == []
+
+
+@pytest.mark.parametrize("release", ["14.3", "13.4", "15", "15.1-RELEASE", "", "$(reboot)",
+                                     "15.1\nx", "9" * 200])
+def test_unsupported_release_is_one_line_exit_2_and_leaves_nothing(hvbsd_env, sim_root,
+                                                                     release):
+    result = hvbsd("sim", "guest", "create", "g1", "--release", release, env=hvbsd_env)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("hvbsd sim guest create: release ")
+    assert result.stderr.rstrip().endswith(
+        "hvbsd supports FreeBSD " + ", ".join(releases.names()))
+    assert "Traceback" not in result.stderr
+    assert [p.name for p in sim_root.iterdir() if p.name != ".lock"] == []
+
+
+def test_unsupported_release_is_refused_by_the_python_api(sim_root):
+    with pytest.raises(InvalidInput, match=r"release '14\.3': hvbsd supports FreeBSD"):
+        Guest.create("g1", sim_root, release="14.3")
+    with pytest.raises(InvalidInput, match=r"release 15\.1: hvbsd supports"):
+        Guest.create("g1", sim_root, release=15.1)  # a number is no release name
+    assert not (sim_root / "g1").exists()
 
 
 def test_bad_preset_is_refused_by_the_python_api(sim_root):

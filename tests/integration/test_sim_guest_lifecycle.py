@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from hvbsd import releases
 from hvbsd.sim import namespace
+from hvbsd.sim.freebsd import base_files
 from hvbsd.sim.guest import Guest, list_guests
 
 pytestmark = pytest.mark.slow
@@ -58,6 +60,40 @@ def test_create_exec_destroy_round_trip_leaves_nothing(hvbsd_env, sim_root):
     assert mounted_under(sim_root) == []
     assert list(sim_root.iterdir()) == [sim_root / ".lock"]
     assert hvbsd("sim", "guest", "list", env=hvbsd_env).stdout == ""
+
+
+@pytest.mark.parametrize("release", releases.supported(), ids=lambda r: r.name)
+def test_guest_of_each_release_answers_as_that_release(hvbsd_env, sim_root, release):
+    name = "r" + release.name.replace(".", "-")
+    created = hvbsd("sim", "guest", "create", name, "--release", release.name, env=hvbsd_env)
+    assert created.returncode == 0, created.stderr
+    assert f"FreeBSD {release.name}" in created.stdout
+    guest = Guest(name, sim_root)
+    try:
+        assert guest.release == release
+        assert guest.config()["release"] == release.name
+        script = ("freebsd-version; freebsd-version -k; uname -r; uname -v; uname -K; "
+                  "sysctl -n kern.osreldate; "
+                  "/usr/local/bin/python3 -c "
+                  "'import os; u = os.uname(); print(u.release); print(u.version)'")
+        ran = guest.exec(["sh", "-c", script], text=True)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.splitlines() == [
+            release.osrelease, release.osrelease, release.osrelease, release.version_string,
+            str(release.osreldate), str(release.osreldate),
+            release.osrelease, release.version_string,
+        ]
+        stock = {path: content for path, content, _mode in base_files(release.stock)}
+        for path in ("/etc/devd.conf", "/etc/devd/hyperv.conf"):
+            assert guest.path(path).read_bytes() == stock[path]
+    finally:
+        guest.destroy()
+
+
+def test_guest_without_a_release_is_the_default_release(sim_guest):
+    assert sim_guest.release == releases.default()
+    ran = sim_guest.exec(["uname", "-r"], text=True)
+    assert ran.stdout == f"{releases.default().osrelease}\n"
 
 
 @pytest.mark.parametrize(

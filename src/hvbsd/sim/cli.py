@@ -48,9 +48,11 @@ def _guarded(function: GuestCommand) -> GuestCommand:
     """Turn a GuestError into one line on stderr and its exit status."""
 
     def run(args: argparse.Namespace) -> int:
-        from hvbsd.sim.guest import GuestError, require_namespaces
+        from hvbsd.sim.guest import GuestError, check_release, require_namespaces
 
         try:
+            if getattr(args, "release", None) is not None:
+                check_release(args.release)  # a bad value is named before anything else
             require_namespaces()
             return function(args)
         except GuestError as error:
@@ -68,9 +70,14 @@ def _create(args: argparse.Namespace) -> int:
     from hvbsd.sim.guest import Guest
 
     guest = Guest.create(
-        args.name, args.state_dir, preset=args.preset, nics=args.nics, start=not args.no_start
+        args.name,
+        args.state_dir,
+        preset=args.preset,
+        nics=args.nics,
+        start=not args.no_start,
+        release=args.release,
     )
-    print(f"{guest.name}: {guest.status} ({guest.state_dir})")
+    print(f"{guest.name}: {guest.status}, FreeBSD {guest.release.name} ({guest.state_dir})")
     return 0
 
 
@@ -142,6 +149,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _register_guest(sim_sub: argparse._SubParsersAction) -> None:
+    from hvbsd import releases
+
     guest = sim_sub.add_parser(
         "guest",
         help="simulated FreeBSD guests (Linux namespaces)",
@@ -159,6 +168,13 @@ def _register_guest(sim_sub: argparse._SubParsersAction) -> None:
                         help="file systems of the simulated kernel (default: ufs)")
     create.add_argument("--nics", type=int, default=1, help="number of hn(4) NICs (default: 1)")
     create.add_argument("--no-start", action="store_true", help="create only")
+    create.add_argument(
+        "--release",
+        metavar="R",
+        default=None,
+        help=f"FreeBSD release to simulate, one of {', '.join(releases.names())} "
+        f"(default: {releases.default().name})",
+    )
     create.set_defaults(func=_create)
 
     for verb, function, text in (

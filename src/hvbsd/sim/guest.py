@@ -3,7 +3,7 @@
 A guest ``NAME`` lives in ``ROOT/NAME`` (``ROOT`` = ``$HVBSD_SIM_HOME`` or
 ``~/.local/state/hvbsd/sim``)::
 
-    guest.json        name, preset, nics
+    guest.json        name, preset, nics, release (the FreeBSD release simulated)
     holder.json       pid and start time of the running holder (absent when stopped)
     kernel/           the simulated kernel (hvbsd.sim.kernel), bound at /var/run/hvbsd-sim
     upper/NAME/       upper layers of the overlays on /etc, /usr, /var, /boot, /root
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
+from hvbsd import releases
+from hvbsd.releases import Release
 from hvbsd.sim import namespace
 
 HOME_ENV = "HVBSD_SIM_HOME"
@@ -108,6 +110,18 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_release(release: Union[str, Release, None]) -> Release:
+    """The Release asked for; InvalidInput (one line, with the choices) otherwise."""
+    if release is None:
+        return releases.default()
+    if isinstance(release, Release):
+        release = release.name
+    try:
+        return releases.get(release)
+    except releases.UnknownRelease as error:
+        raise InvalidInput(str(error)) from None
+
+
 def require_namespaces() -> None:
     reason = namespace.probe()
     if reason is not None:
@@ -155,6 +169,19 @@ class Guest:
         self._require_exists()
         loaded: dict[str, Any] = json.loads(self._config_path.read_text(encoding="utf-8"))
         return loaded
+
+    @property
+    def release(self) -> Release:
+        """The FreeBSD release the guest was created as (``guest.json``)."""
+        name = self.config().get("release")
+        try:
+            return releases.get(name)
+        except releases.UnknownRelease:
+            shown = "no release recorded" if name is None else f"FreeBSD {str(name)[:20]}"
+            raise GuestError(
+                f"guest {self.name!r} was created as {shown}, which this hvbsd does not "
+                f"simulate ({', '.join(releases.names())}): destroy it and create it again"
+            ) from None
 
     # -- status ----------------------------------------------------------------------
 
@@ -229,9 +256,17 @@ class Guest:
         preset: str = "ufs",
         nics: int = 1,
         start: bool = True,
+        release: Union[str, Release, None] = None,
     ) -> Guest:
-        """Create the guest's state (base files, commands, kernel) and start it."""
+        """Create the guest's state (base files, commands, kernel) and start it.
+
+        ``release`` is a supported FreeBSD release (``"14.5"`` or an
+        ``hvbsd.releases.Release``; ``hvbsd.releases.default()`` when None): its
+        kernel answers kern.osrelease, kern.osreldate and kern.version, and its
+        stock files (``/etc/devd.conf``...) are that release's.
+        """
         guest = cls(name, root)
+        chosen = check_release(release)
         if preset not in PRESETS:
             raise InvalidInput(f"preset {preset!r}: must be one of {', '.join(PRESETS)}")
         if isinstance(nics, bool) or not isinstance(nics, int) or not 0 <= nics <= MAX_NICS:
@@ -242,7 +277,7 @@ class Guest:
                 raise GuestExists(f"guest {name!r} already exists in {guest.root}")
             guest.state_dir.mkdir(parents=True)
             try:
-                guest._populate(preset, nics)
+                guest._populate(preset, nics, chosen)
             except BaseException:
                 _remove_tree(guest.state_dir)
                 raise
@@ -255,7 +290,7 @@ class Guest:
                 raise
         return guest
 
-    def _populate(self, preset: str, nics: int) -> None:
+    def _populate(self, preset: str, nics: int, release: Release) -> None:
         from hvbsd.sim import freebsd
         from hvbsd.sim.kernel import Kernel
 
@@ -264,7 +299,9 @@ class Guest:
             (state / sub).mkdir()
         os.chmod(state / "tmp", 0o1777)
         _make_dev(state / "dev")
-        kernel = Kernel.create(self.kernel_dir, hostname=self.name, preset=preset, nics=nics)
+        kernel = Kernel.create(
+            self.kernel_dir, hostname=self.name, preset=preset, nics=nics, release=release
+        )
         layout = _Layout(state, _overlaid_names(freebsd.COMMANDS))
         for top in layout.overlaid:
             (state / "upper" / top).mkdir(parents=True)
@@ -274,7 +311,7 @@ class Guest:
         (state / "upper" / KERNEL_MOUNTPOINT.lstrip("/")).mkdir(parents=True)
         for directory in freebsd.BASE_DIRECTORIES:
             layout.directory(directory)
-        for guest_path, content, mode in freebsd.base_files():
+        for guest_path, content, mode in freebsd.base_files(release.stock):
             layout.write(guest_path, content, mode)
         for guest_path in sorted(freebsd.COMMANDS):
             command = os.path.basename(guest_path)
@@ -288,7 +325,13 @@ class Guest:
         _atomic_write(
             self._config_path,
             json.dumps(
-                {"name": self.name, "preset": preset, "nics": nics, "overlaid": layout.overlaid},
+                {
+                    "name": self.name,
+                    "preset": preset,
+                    "nics": nics,
+                    "release": release.name,
+                    "overlaid": layout.overlaid,
+                },
                 indent=1,
             ).encode(),
         )
@@ -716,9 +759,10 @@ def _install_python(layout: _Layout, sysctls: Mapping[str, Any]) -> None:
         found = getattr(oid, "value", None)
         return str(found).strip() if found not in (None, "") else default
 
+    version = value("kern.version", "")
     uname = {
-        "release": value("kern.osrelease", "14.1-RELEASE"),
-        "version": value("kern.version", "FreeBSD 14.1-RELEASE GENERIC").splitlines()[0],
+        "release": value("kern.osrelease", ""),
+        "version": version.splitlines()[0] if version else "",
         "machine": value("hw.machine", "amd64"),
     }
     sitecustomize = f'''"""Make the guest's Python report FreeBSD (from hvbsd sim guest create)."""

@@ -30,9 +30,6 @@ KERNEL_DIR_ENV = "HVBSD_SIM_KERNEL_DIR"
 MAX_STATE_BYTES = 16 * 1024 * 1024
 MAX_LOADER_BYTES = 1024 * 1024
 
-OSRELEASE = "14.1-RELEASE"
-OSRELDATE = 1401000
-VERSION_STRING = "FreeBSD 14.1-RELEASE releng/14.1-n267679-10e31f0946d8 GENERIC"
 
 # Flag bits as sys/net/if.h, netinet6/nd6.h and net/if_lagg.h define them.
 IFF_BITS: dict[str, int] = {
@@ -551,21 +548,30 @@ class Kernel:
         preset: str = "ufs",
         nics: int = 1,
         old_kernel: bool = False,
+        release: Any = None,
     ) -> Kernel:
-        """A FreeBSD 14 guest on Hyper-V: lo0, hn0..hn<nics-1>, its sysctls and mounts."""
+        """A FreeBSD guest on Hyper-V: lo0, hn0..hn<nics-1>, its sysctls and mounts.
+
+        ``release`` (an ``hvbsd.releases.Release``; the default release when
+        None) gives kern.osrelease, kern.osreldate and kern.version.
+        """
         if preset not in PRESETS:
             raise ValueError(f"preset {preset!r}: must be one of {', '.join(sorted(PRESETS))}")
         if not isinstance(nics, int) or nics < 0 or nics > 8:
             raise ValueError(f"nics {nics!r}: must be an integer from 0 to 8")
         if not hostname or any(c.isspace() or c in "'\"\\$`;" for c in hostname):
             raise ValueError(f"hostname {hostname!r}: must be a non-empty word")
+        if release is None:
+            from hvbsd import releases
+
+            release = releases.default()
         kernel = cls(directory)
         kernel.directory.mkdir(parents=True, exist_ok=True)
         if kernel.exists():
             raise FileExistsError(f"{kernel.path}: a kernel state already exists")
         state = State(hostname=hostname)
         state.packages = {"pkg": "1.21.3", "python311": "3.11.9", "python3": "3_4"}
-        state.sysctls = _base_sysctls(hostname, old_kernel)
+        state.sysctls = _base_sysctls(hostname, old_kernel, release)
         state.add_interface(_loopback())
         for unit in range(nics):
             add_hn(state, unit, old_kernel=old_kernel)
@@ -718,13 +724,17 @@ def add_hn(state: State, unit: int, old_kernel: bool = False) -> Interface:
     return interface
 
 
-def _base_sysctls(hostname: str, old_kernel: bool) -> dict[str, Sysctl]:
+def _base_sysctls(hostname: str, old_kernel: bool, release: Any) -> dict[str, Sysctl]:
     sysctls = {
         "kern.ostype": Sysctl("FreeBSD", "string", "rd", "Operating system type"),
-        "kern.osrelease": Sysctl(OSRELEASE, "string", "rd", "Operating system release"),
+        "kern.osrelease": Sysctl(
+            str(release.osrelease), "string", "rd", "Operating system release"
+        ),
         "kern.osrevision": Sysctl(199506, "int", "rd", "Operating system revision"),
-        "kern.version": Sysctl(VERSION_STRING + "\n", "string", "rd", "Kernel version"),
-        "kern.osreldate": Sysctl(OSRELDATE, "int", "rd", "Kernel release date"),
+        "kern.version": Sysctl(
+            str(release.version_string) + "\n", "string", "rd", "Kernel version"
+        ),
+        "kern.osreldate": Sysctl(int(release.osreldate), "int", "rd", "Kernel release date"),
         "kern.hostname": Sysctl(hostname, "string", "rw", "Hostname"),
         "kern.securelevel": Sysctl(-1, "int", "rw", "Current secure level"),
         "kern.vm_guest": Sysctl("hv", "string", "rd", "Virtual machine guest type"),

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from hvbsd import releases
 from hvbsd.sim.kernel import Kernel
 
 
@@ -64,18 +69,42 @@ def test_pkg_query_exit_codes_as_testinfra_expects(run_command):
     assert run_command("pkg", "query").returncode == 64
 
 
-def test_uname_and_freebsd_version(run_command):
+def test_uname_and_freebsd_version_answer_the_default_release(run_command):
+    default = releases.default()
     assert run_command("uname").stdout == "FreeBSD\n"
     assert run_command("uname", "-m").stdout == "amd64\n"
-    assert run_command("uname", "-r").stdout == "14.1-RELEASE\n"
+    assert run_command("uname", "-r").stdout == f"{default.osrelease}\n"
     assert run_command("uname", "-n", "-s").stdout == "FreeBSD g1\n"
-    assert run_command("uname", "-a").stdout.startswith("FreeBSD g1 14.1-RELEASE FreeBSD 14.1")
+    assert run_command("uname", "-a").stdout.startswith(
+        f"FreeBSD g1 {default.osrelease} FreeBSD {default.osrelease} ")
     bad = run_command("uname", "-z")
     assert (bad.returncode, bad.stderr) == (
         1,
         "uname: illegal option -- z\nusage: uname [-abiKmnoprsUv]\n",
     )
-    assert run_command("freebsd-version").stdout == "14.1-RELEASE\n"
+    assert run_command("freebsd-version").stdout == f"{default.osrelease}\n"
+
+
+@pytest.mark.parametrize("release", releases.supported(), ids=lambda r: r.name)
+def test_each_release_kernel_answers_its_own_version(release, tmp_path):
+    directory = tmp_path / f"kernel-{release.name}"
+    Kernel.create(directory, hostname="g2", release=release)
+    environment = dict(os.environ, HVBSD_SIM_KERNEL_DIR=str(directory))
+
+    def output(*argv: str) -> str:
+        completed = subprocess.run([sys.executable, "-m", "hvbsd.sim.freebsd", *argv],
+                                   capture_output=True, text=True, env=environment,
+                                   check=True, timeout=60)
+        return completed.stdout
+
+    assert output("uname", "-r") == f"{release.osrelease}\n"
+    assert output("uname", "-v") == f"{release.version_string}\n"
+    assert output("uname", "-K") == f"{release.osreldate}\n"
+    assert output("uname", "-a") == (
+        f"FreeBSD g2 {release.osrelease} {release.version_string} amd64\n")
+    assert output("freebsd-version", "-k", "-u") == f"{release.osrelease}\n" * 2
+    assert output("sysctl", "-n", "kern.osreldate") == f"{release.osreldate}\n"
+    assert output("sysctl", "-n", "kern.osrelease") == f"{release.osrelease}\n"
 
 
 def test_logger_appends_syslog_lines(run_command, tmp_path):
