@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hvbsd import releases
 from hvbsd.devd import Event
 from hvbsd.sim.devd_guest import dispatch
 from hvbsd.sim.kernel import Kernel
@@ -91,3 +92,23 @@ def test_hostile_interface_names_never_reach_a_shell_through_hvbsds_rules(sim_gu
     assert Kernel(guest.kernel_dir).snapshot().find("lagg0") is None
     log = log_file.read_text(encoding="ascii")  # printable: no event forges a line
     assert len(log.splitlines()) == logged_before + 2 * len(names)
+
+
+@pytest.mark.parametrize("release", releases.supported(), ids=lambda r: r.name)
+def test_stock_vf_attach_rule_runs_as_that_releases_devd_runs_it(sim_guests, release):
+    """No hvbsd files: ETHERNET IFATTACH reaches the release's stock hyperv.conf rule.
+
+    On a release whose devd sets vm_guest, the rule runs because the guest's
+    kern.vm_guest is "hv" (an event's own vm_guest= pair wins over it); on a
+    release whose devd sets none, the rule has no vm_guest match and runs anyway.
+    """
+    guest = sim_guests("stock" + release.name.replace(".", "-"), release=release)
+    assert Kernel(guest.kernel_dir).snapshot().sysctl_value("kern.vm_guest") == "hv"
+    record = dispatch(guest, "!system=ETHERNET subsystem=mce0 type=IFATTACH")
+    assert record.rule is not None and record.rule.file == "/etc/devd/hyperv.conf"
+    assert record.commands == ("/usr/libexec/hyperv/hyperv_vfattach $'mce0' 0",)
+    elsewhere = dispatch(guest, "!system=ETHERNET subsystem=mce0 type=IFATTACH vm_guest=kvm")
+    if release.devd_vm_guest:
+        assert elsewhere.rule is None, elsewhere.describe()
+    else:
+        assert elsewhere.rule is not None and elsewhere.rule.file == "/etc/devd/hyperv.conf"

@@ -9,6 +9,11 @@ Every dispatch is appended to `<state>/devd.log`.
 
 The configuration is read at each event, as if devd were restarted after every
 change to its files (the roles restart devd whenever they change them).
+
+The devd is the guest's release's: where that release's devd sets the
+``vm_guest`` variable (``devd_vm_guest`` in releases.yml), every event gets it
+from the guest's ``kern.vm_guest`` (devd.cc, ``process_event``), unless the
+event carries its own ``vm_guest=`` pair.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional, Union
 
-from hvbsd.devd import Dispatcher, DispatchRecord, Event, load_tree
+from hvbsd.devd import Dispatcher, DispatchRecord, Event, devd_vm_guest, load_tree
 from hvbsd.devd.dispatch import DEVD_PATH, devd_shell
 from hvbsd.sim.kernel import Kernel
 
@@ -29,11 +34,18 @@ def media_type_of(kernel: Kernel, name: str) -> Optional[str]:
     return "ethernet"
 
 
+def kern_vm_guest(kernel: Kernel) -> str:
+    """``sysctl kern.vm_guest`` of the guest ("hv" on Hyper-V; "none" without one)."""
+    oid = kernel.snapshot().sysctls.get("kern.vm_guest")
+    return "none" if oid is None or oid.value in (None, "") else str(oid.value)
+
+
 def dispatch(guest: Any, event: Union[Event, str], *, quoting: str = "quoted") -> DispatchRecord:
     """Dispatch one event in `guest` (a running `hvbsd.sim.guest.Guest`) as devd would."""
     config = load_tree(guest.path("/"))
     shell = devd_shell()
     kernel = Kernel(guest.kernel_dir)
+    vm_guest = devd_vm_guest(guest.release, kern_vm_guest(kernel))
 
     def run_in_guest(command: str) -> int:
         completed = guest.exec([*shell, "-c", command], env={"PATH": DEVD_PATH})
@@ -44,6 +56,7 @@ def dispatch(guest: Any, event: Union[Event, str], *, quoting: str = "quoted") -
         run=run_in_guest,
         quoting=quoting,
         media_type=lambda name: media_type_of(kernel, name),
+        vm_guest=vm_guest,
     )
     record = dispatcher.dispatch(event)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.started))
