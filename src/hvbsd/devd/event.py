@@ -53,7 +53,10 @@ def _as_devd_reads_it(line: Union[str, bytes]) -> str:
     if isinstance(line, str):
         if "\x00" not in line and len(line) <= MAX_EVENT_BYTES // 4 and line.isascii():
             return line.rstrip("\n")  # the common case, without encoding
-        raw = line.encode("utf-8", "surrogateescape")
+        try:
+            raw = line.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate no byte decodes to: keep its bytes
+            raw = line.encode("utf-8", "surrogatepass")
     else:
         raw = bytes(line)
     raw = raw[:MAX_EVENT_BYTES].rstrip(b"\n")

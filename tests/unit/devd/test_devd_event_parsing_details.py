@@ -230,3 +230,10 @@ def test_any_text_line_dispatches_without_error(line):
     record = Dispatcher(config, run=lambda c: 0, vm_guest="hv").dispatch(line)
     assert record.event.ignored or record.event.kind in ("notify", "attach", "detach", "nomatch")
     record.describe()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=3000))
+def test_any_unicode_line_is_read_without_error(line):
+    event = Event.read(line, timestamp=0.0)
+    assert len(event.line.encode("utf-8", "surrogateescape")) <= MAX_EVENT_BYTES
