@@ -1,4 +1,8 @@
-"""uname(1) of a FreeBSD 14 amd64 guest, from the kernel's sysctls."""
+"""uname(1) of a simulated FreeBSD amd64 guest, from its kernel's sysctls.
+
+The release fields (-r, -v, -K, -U) are the guest's release's (hvbsd.releases):
+kern.osrelease, kern.version and kern.osreldate, set when the guest is created.
+"""
 
 from __future__ import annotations
 
