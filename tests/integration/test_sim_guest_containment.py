@@ -214,6 +214,12 @@ def _readable_sources(tmp_path: Path) -> Path:
     source = tmp_path / "src"
     package = Path(hvbsd.__file__).resolve().parent
     shutil.copytree(package, source / "hvbsd", ignore=shutil.ignore_patterns("__pycache__"))
+    # the data files the package finds beside its checkout (releases.yml: Guest.create reads it)
+    from hvbsd.locate import data_path
+
+    for name in ("releases.yml", "galaxy.yml", "templates/manifest.yml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_path(name), tmp_path / name)
     return source
 
 
