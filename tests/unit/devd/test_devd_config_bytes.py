@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hvbsd.devd import Event, load_tree, parse_file, parse_text, read_config_text
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hvbsd.devd import (
+    DevdSyntaxError,
+    Event,
+    load_tree,
+    parse_file,
+    parse_text,
+    read_config_text,
+)
 
 CRLF_RULE = b'notify 10 {\r\n\tmatch "system" "IFNET";\r\n\taction "echo a";\r\n};\r\n'
 
@@ -70,3 +80,39 @@ def test_load_tree_reads_each_file_byte_for_byte(tmp_path: Path):
     assert config.options.directories == ["/etc/devd"]
     assert config.rules[0].commands == ("v\\\r\n w",)
     assert {file for file, _line in config.stray_crs} == {"/etc/devd.conf", "/etc/devd/x.conf"}
+
+
+TOKENS = ["notify", "10", "{", 'match "system" "IFNET";', 'action "echo $subsystem";',
+          "};", "attach", "0", "{", 'device-name "hn[0-9]+";', 'action "a";', "};"]
+
+
+def _shape(config):
+    return [(rule.kind, rule.priority, rule.line,
+             [(m.variable, m.regex, m.line) for m in rule.matches],
+             [(a.command, a.line) for a in rule.actions]) for rule in config.rules]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([" ", "\n", "\r\n", "\r", "\t\r"]), min_size=len(TOKENS),
+                max_size=len(TOKENS)))
+def test_a_cr_between_tokens_changes_nothing_and_counts_no_line(separators):
+    with_crs = "".join(token + sep for token, sep in zip(TOKENS, separators))
+    without = "".join(token + sep.replace("\r", "" if "\n" in sep else " ")
+                      for token, sep in zip(TOKENS, separators))
+    config = parse_text(with_crs, "x.conf")
+    assert _shape(config) == _shape(parse_text(without, "x.conf"))
+    assert len(config.stray_crs) == len({line for _f, line in config.stray_crs})
+    assert bool(config.stray_crs) == ("\r" in with_crs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_file_loads_or_is_refused_with_a_line(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("cfg") / "fuzz.conf"
+    path.write_bytes(raw)
+    try:
+        config = parse_file(path)
+    except DevdSyntaxError as error:
+        assert error.line >= 1
+    else:
+        assert all(line >= 1 for _f, line in config.stray_crs)
