@@ -8,7 +8,6 @@ timeout, signals wake the poll through a pipe, hooks are child processes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import os
 import select
@@ -31,6 +30,7 @@ from hvbsd.vss.channel import (
     ShortFrame,
     open_channel,
 )
+from hvbsd.vss.detach import daemonize, report_ready
 from hvbsd.vss.hooks import HookDirError, Hooks
 from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink, clean
 from hvbsd.vss.options import seconds_up_to
@@ -460,49 +460,6 @@ class Daemon:
         return status
 
 
-def daemonize() -> int:
-    """Detach like daemon(3): double fork, setsid, chdir /, stdio on /dev/null.
-
-    Returns a descriptor for ``report_ready``: the original process waits on
-    it and exits with the status reported there (0 when it closes without a
-    word), so the launcher's exit status says whether the daemon came up.
-    """
-    ready_read, ready_write = os.pipe()
-    if os.fork() > 0:
-        os.close(ready_write)
-        report = b""
-        while len(report) < 4096:
-            chunk = os.read(ready_read, 4096)
-            if not chunk:
-                break
-            report += chunk
-        status, _, message = report.decode(errors="replace").partition(" ")
-        if message:
-            sys.stderr.write(f"{PROG}: {message}\n")
-        os._exit(int(status) if status.isdigit() else 0)
-    os.close(ready_read)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    if null > 2:
-        os.close(null)
-    return ready_write
-
-
-def report_ready(ready: int, status: int = EX_OK, message: str = "") -> None:
-    """Tell the waiting launcher how the start went, and let it go."""
-    if ready < 0:
-        return
-    if status != EX_OK:
-        with contextlib.suppress(OSError):
-            os.write(ready, f"{status} {message}".encode()[:4000])
-    os.close(ready)
-
-
 def make_sink(args: argparse.Namespace) -> Sink:
     if args.log_file:
         return FileSink(args.log_file)
@@ -548,7 +505,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _fail(log, str(exc.strerror or exc), EX_USAGE)
     # detach first: the driver records the process that opens the device as the
     # one to signal on detach (hv_snapshot.c, hv_vss_dev_open: proc_task = curproc)
-    ready = daemonize() if not args.foreground else -1
+    ready = daemonize(PROG) if not args.foreground else -1
     try:
         platform = make_platform(args)
         channels = [open_channel(args.device, "fs")]

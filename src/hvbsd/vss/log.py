@@ -4,7 +4,8 @@ A write to a suspended filesystem blocks the writer until the filesystem is
 resumed, and this daemon is the one that resumes it. So while anything is
 suspended every record is kept in memory and emitted after the thaw, with the
 time it was logged. Sinks are small and pluggable: syslog (facility daemon,
-tag ``hvbsd_vssd``), stderr (``-n``), a syslog-style file (simulated guests
+tag ``hvbsd_vssd`` unless the sink is given another: hvbsd_kvpd shares
+this module), stderr (``-n``), a syslog-style file (simulated guests
 keep ``/var/log/messages`` as a plain file), or memory (tests).
 """
 
@@ -58,17 +59,20 @@ class Sink:
 
 
 class StderrSink(Sink):
+    def __init__(self, tag: str = TAG) -> None:
+        self.tag = tag
+
     def emit(self, priority: int, text: str) -> None:
         try:
-            sys.stderr.write(f"{TAG}: {LEVEL_NAMES.get(priority, 'info')}: {text}\n")
+            sys.stderr.write(f"{self.tag}: {LEVEL_NAMES.get(priority, 'info')}: {text}\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
 
 
 class SyslogSink(Sink):
-    def __init__(self) -> None:
-        syslog.openlog(TAG, syslog.LOG_PID, syslog.LOG_DAEMON)
+    def __init__(self, tag: str = TAG) -> None:
+        syslog.openlog(tag, syslog.LOG_PID, syslog.LOG_DAEMON)
 
     def emit(self, priority: int, text: str) -> None:
         syslog.syslog(priority, text)
@@ -80,13 +84,14 @@ class SyslogSink(Sink):
 class FileSink(Sink):
     """Appends syslog-style lines; the file is opened per record, never held open."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, tag: str = TAG) -> None:
         self.path = path
+        self.tag = tag
         self._host = socket.gethostname().split(".", 1)[0]
 
     def emit(self, priority: int, text: str) -> None:
         stamp = time.strftime("%b %e %H:%M:%S")
-        line = f"{stamp} {self._host} {TAG}[{os.getpid()}]: {text}\n"
+        line = f"{stamp} {self._host} {self.tag}[{os.getpid()}]: {text}\n"
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
