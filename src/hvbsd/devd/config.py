@@ -282,7 +282,7 @@ def _tokens(
             yield _Token("string", _string_value(text[position : end + 1]), line)
             line += text.count("\n", position, end)
             position = end + 1
-        elif char.isdigit():
+        elif "0" <= char <= "9":  # token.l's [0-9]+ (str.isdigit would take any script's digits)
             number = _NUMBER.match(text, position)
             assert number is not None
             yield _Token("number", number.group(), line)

@@ -116,3 +116,12 @@ def test_any_bytes_file_loads_or_is_refused_with_a_line(tmp_path_factory, raw):
         assert error.line >= 1
     else:
         assert all(line >= 1 for _f, line in config.stray_crs)
+
+
+def test_a_digit_of_another_script_is_no_priority_number():
+    try:
+        parse_text("notify \u07c0 { };")
+    except DevdSyntaxError as error:
+        assert "unexpected character" in error.detail
+    else:
+        raise AssertionError("accepted a non-ASCII digit as a priority")
