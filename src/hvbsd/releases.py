@@ -33,6 +33,7 @@ class Release:
     devd_vm_guest: bool
     stock: str
     boxes: Mapping[str, str]
+    galaxy: bool = True  # Galaxy's platform list knows it (see releases.yml)
 
     @property
     def major(self) -> int:
@@ -66,6 +67,7 @@ def _release(entry: Mapping[str, Any]) -> Release:
         devd_vm_guest=bool(entry["devd_vm_guest"]),
         stock=str(entry["stock"]),
         boxes=dict(boxes),
+        galaxy=bool(entry.get("galaxy", True)),
     )
 
 

@@ -4,6 +4,7 @@ from anywhere is either one of it or refused in one line."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +21,22 @@ def test_each_roles_metadata_lists_the_supported_releases():
         assert path.read_text() == role_meta(role), (
             f"{path} is stale; regenerate it with `python -m hvbsd.render.docs`")
         [platform] = yaml.safe_load(path.read_text())["galaxy_info"]["platforms"]
-        assert platform == {"name": "FreeBSD", "versions": list(releases.names())}
+        assert platform == {"name": "FreeBSD", "versions": [
+            release.name for release in releases.supported() if release.galaxy]}
+
+
+def test_galaxy_flag_follows_the_platform_list_ansible_lint_checks():
+    """A release is left out of the roles' metadata exactly while Galaxy's
+    platform list (ansible-lint's meta schema) does not know it."""
+    import json
+    from pathlib import Path
+
+    ansiblelint = pytest.importorskip("ansiblelint")
+    schema = json.loads((Path(ansiblelint.__file__).parent / "schemas" / "meta.json").read_text())
+    known = schema["$defs"]["FreeBSDPlatformModel"]["properties"]["versions"]["items"]["enum"]
+    for release in releases.supported():
+        assert release.galaxy == (release.name in known), (
+            f"releases.yml: set galaxy for {release.name} to {release.name in known}")
 
 
 def test_readme_support_table_is_the_generated_one():

@@ -62,12 +62,15 @@ def variables_table() -> str:
 def support_table() -> str:
     """Markdown for the text between the README's BEGIN/END RELEASES markers."""
     lines = ["| FreeBSD | supported until | devd sets `vm_guest` | Vagrant box (VirtualBox)"
-             " | Vagrant box (other providers) |", "|---|---|---|---|---|"]
+             " | Vagrant box (other providers) | in the roles' metadata |",
+             "|---|---|---|---|---|---|"]
+    not_in_galaxy = "no: Galaxy's platform list does not know it yet"
     for release in releases.supported():
         default = " (default)" if release == releases.default() else ""
         lines.append(f"| {release.name}{default} | {release.eol.isoformat()} | "
                      f"{'yes' if release.devd_vm_guest else 'no'} | "
-                     f"`{release.box('virtualbox')}` | `{release.box('default')}` |")
+                     f"`{release.box('virtualbox')}` | `{release.box('default')}` | "
+                     f"{'yes' if release.galaxy else not_in_galaxy} |")
     return "\n".join(lines) + "\n"
 
 
@@ -79,7 +82,8 @@ def role_meta(role: str) -> str:
     if match is None:
         raise ValueError(f"{path}: no platforms versions list")
     indent = match["indent"]
-    listed = "".join(f'{indent}  - "{name}"\n' for name in releases.names())
+    listed = "".join(f'{indent}  - "{release.name}"\n' for release in releases.supported()
+                     if release.galaxy)
     return text[:match.start()] + f"{indent}versions:\n{listed}" + text[match.end():]
 
 
@@ -174,9 +178,7 @@ def role_readme(role: str) -> str:
               " the `hvbsd_problems` filter then checks what a spec cannot (names,"
               " addresses, shell safety) and the role stops listing every problem."]
     lines += _variable_section(spec["options"])
-    platforms = ", ".join(
-        f"{platform['name']} {' / '.join(str(v) for v in platform.get('versions', []))}"
-        for platform in info.get("platforms", []))
+    platforms = "FreeBSD " + " / ".join(releases.names())  # releases.yml, Galaxy or not
     lines += ["", "## Requirements", "",
               f"- ansible-core >= {info.get('min_ansible_version')}, no collections.",
               f"- Guests: {platforms}, on Hyper-V or Azure."]
