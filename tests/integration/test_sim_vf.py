@@ -91,7 +91,9 @@ def test_attach_builds_failover_lagg_hn_first_vf_active_address_moved(sim_guests
     link_down = seen.index("!system=IFNET subsystem=hn0 type=LINK_DOWN")
     assert seen[link_down + 1] == "!system=HYPERV_NIC_VF subsystem=hn0 type=VF_UP"
     vf_up = result.events[link_down + 1]
-    assert vf_up.rule == "/usr/local/etc/devd/hvbsd.conf:86" and vf_up.statuses == [0]
+    assert vf_up.rule.startswith("/usr/local/etc/devd/hvbsd.conf:") and vf_up.statuses == [0]
+    hn0 = {"quoted": "$'hn0'", "raw": "hn0"}[quoting]
+    assert vf_up.commands == [f"/usr/local/libexec/hvbsd/hyperv_vfup {hn0}"], vf_up.commands
     lagg = state(guest).interface("lagg0")
     assert lagg.lagg_proto == "failover" and lagg.lagg_ports == ["hn0", "mce0"]
     shown = ifconfig(guest, "lagg0")
@@ -152,13 +154,13 @@ def test_reattach_and_migrate_rejoin_the_one_lagg(sim_guests, quoting):
     moved = migrate(nics, "hn0", quoting=quoting)
 
     assert moved.ok, moved.notes
-    assert moved.scenario == "migrate hn0 mce0 -> mlxen0"
+    assert moved.scenario == "migrate hn0 mce0 -> mana0"
     snapshot = state(guest)
     assert snapshot.find("mce0") is None
-    assert snapshot.interface("lagg0").lagg_ports == ["hn0", "mlxen0"]
+    assert snapshot.interface("lagg0").lagg_ports == ["hn0", "mana0"]
     assert [i.name for i in snapshot.interfaces if i.is_lagg] == ["lagg0"]
     assert inet(guest, "lagg0") == address
-    assert "mlxen0 added to lagg0 again" in guest.path("/var/log/messages").read_text()
+    assert "mana0 added to lagg0 again" in guest.path("/var/log/messages").read_text()
 
 
 def test_repeated_events_change_nothing(sim_guests):

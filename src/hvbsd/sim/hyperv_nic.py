@@ -40,7 +40,26 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
 QUOTING = ("quoted", "raw")
-VF_DRIVERS = ("mce", "mlxen")  # mlx5en(4), mlx4en(4): what Azure hands out
+# The VF drivers Azure pairs with hn(4): mlx5en(4) (ConnectX-4/5), mlx4en(4)
+# (ConnectX-3) and mana(4), the Microsoft Azure Network Adapter (sys/dev/mana,
+# gdma_main.c's driver_t "mana"). hn(4) needs no list: if_hn.c hn_ismyvf takes any
+# IFT_ETHER ifnet (not lagg or vlan) with the hn's MAC as its VF.
+VF_DRIVERS = ("mce", "mlxen", "mana")
+# A live migration lands on a host of another NIC family: the default new driver.
+MIGRATES_TO = {"mce": "mana", "mana": "mlxen", "mlxen": "mce"}
+# What a VF's ifnet looks like where it differs from mlx5en's (the kernel's default).
+# mana(4), mana_en.c mana_probe_port: if_alloc_dev(IFT_ETHER), if_initname("mana",
+# port index) (the simulator gives the first free unit, as for mce),
+# BROADCAST|SIMPLEX|MULTICAST, ETHERMTU, capabilities TXCSUM TXCSUM_IPV6 RXCSUM
+# RXCSUM_IPV6 TSO4 TSO6 LRO LINKSTATE (all enabled), media IFM_ETHER|IFM_AUTO;
+# mana_ifmedia_status reports 100G_DR full-duplex once the port is up, and
+# mana_up sends the link up (so no link before the VF is UP).
+VF_PROFILES: dict[str, dict[str, Any]] = {
+    "mana": {
+        "capabilities": 0x680703,
+        "media": "Ethernet autoselect (100GBase-DR <full-duplex>)",
+    },
+}
 NON_ETHERNET = frozenset({"lo", "gif", "gre", "stf", "tun", "pflog", "pfsync", "enc", "wg"})
 MAX_EVENTS_PER_STEP = 64  # a devd queue that keeps growing is a loop: stop and say so
 POLL = 0.1
@@ -377,13 +396,16 @@ def migrate(nics: Nics, hn: str, vf: Optional[str] = None, *, quoting: str = "qu
     current = _require_hn(nics, hn)
     if vf is not None and not valid_ifname(vf):
         raise NicError(f"VF name {vf!r}: must be a driver name and a unit (mlxen0)", 2)
-    player = Player(nics, f"migrate {hn}", quoting)
     old = current.vf
+    if vf is not None and vf != old and vf in nics.view():
+        # Refused before anything changes: the old VF stays.
+        raise NicError(f"{nics.label}: an interface {vf} exists already", 2)
+    player = Player(nics, f"migrate {hn}", quoting)
     if old:
         _detach(player, hn)
     if vf is None:
-        old_driver = old.rstrip("0123456789") if old else VF_DRIVERS[1]
-        driver = VF_DRIVERS[1] if old_driver == VF_DRIVERS[0] else VF_DRIVERS[0]
+        driver = MIGRATES_TO.get(old.rstrip("0123456789"), VF_DRIVERS[0]) if old else \
+            VF_DRIVERS[0]
         vf = next_vf_name(player.observed, driver)
     if vf in player.observed:
         raise NicError(f"{nics.label}: an interface {vf} exists already", 2)
@@ -434,6 +456,12 @@ class GuestNics:
 
     def attach_vf(self, hn: str, vf: str) -> None:
         self.kernel.attach_vf(hn, vf)
+        profile = VF_PROFILES.get(vf.rstrip("0123456789"))
+        if profile:
+            with self.kernel.transaction() as state:
+                interface = state.interface(vf)
+                interface.capabilities = profile["capabilities"]
+                interface.media = profile["media"]
 
     def detach_vf(self, hn: str) -> Optional[str]:
         return self.kernel.detach_vf(hn)

@@ -76,14 +76,17 @@ def add_verbs(sub: argparse._SubParsersAction, target: Target, with_guest: bool)
     from hvbsd.sim import hyperv_nic as nic
 
     vf = sub.add_parser("vf", help="hot-plug a VF (SR-IOV) on an hn(4) NIC",
-                        description="Attach or detach the VF of an hn(4) NIC.", epilog=EPILOG,
+                        description="Attach, detach or move (migrate) the VF of an hn(4) NIC.",
+                        epilog=EPILOG,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     vf_verbs = vf.add_subparsers(dest="vf_verb", metavar="VERB")
     vf_verbs.required = True
     attach = vf_verbs.add_parser("attach", help="a VF appears with the hn's MAC address")
     _common(attach, with_guest)
     attach.add_argument("hn", metavar="HN")
-    attach.add_argument("--vf", metavar="NAME", help="the VF's name (default: the first free mceN)")
+    attach.add_argument("--vf", metavar="NAME",
+                        help="the VF's name: mceN (mlx5en), mlxenN (mlx4en) or manaN (mana) "
+                        "(default: the first free mceN)")
     _wait(attach)
     attach.set_defaults(func=_runner(
         target, lambda n, a: nic.vf_attach(n, a.hn, a.vf, quoting=a.quoting, wait=a.wait),
@@ -93,17 +96,15 @@ def add_verbs(sub: argparse._SubParsersAction, target: Target, with_guest: bool)
     detach.add_argument("hn", metavar="HN")
     detach.set_defaults(func=_runner(
         target, lambda n, a: nic.vf_detach(n, a.hn, quoting=a.quoting), "vf detach"))
+    _migrate_parser(vf_verbs.add_parser(
+        "move", help="the same as migrate: the VF goes, one of the next NIC family comes",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter),
+        target, with_guest, "vf move")
 
-    move = sub.add_parser("migrate", help="live migration: the VF goes, another driver's VF comes",
-                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(move, with_guest)
-    move.add_argument("hn", metavar="HN")
-    move.add_argument("--vf", metavar="NAME",
-                      help="the new VF's name (default: the other driver, mce <-> mlxen)")
-    _wait(move)
-    move.set_defaults(func=_runner(
-        target, lambda n, a: nic.migrate(n, a.hn, a.vf, quoting=a.quoting, wait=a.wait),
-        "migrate"))
+    _migrate_parser(sub.add_parser(
+        "migrate", help="live migration: the VF goes, another driver's VF comes",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter),
+        target, with_guest, "migrate")
 
     nics = sub.add_parser("nic", help="add a synthetic NIC (hn)", epilog=EPILOG,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +114,21 @@ def add_verbs(sub: argparse._SubParsersAction, target: Target, with_guest: bool)
     _common(add, with_guest)
     add.set_defaults(func=_runner(target, lambda n, a: nic.nic_add(n, quoting=a.quoting),
                                   "nic add"))
+
+
+def _migrate_parser(move: argparse.ArgumentParser, target: Target, with_guest: bool,
+                    label: str) -> None:
+    from hvbsd.sim import hyperv_nic as nic
+
+    families = ", ".join(f"{old} -> {new}" for old, new in nic.MIGRATES_TO.items())
+    _common(move, with_guest)
+    move.add_argument("hn", metavar="HN")
+    move.add_argument("--vf", metavar="NAME",
+                      help="the new VF's name, of any driver: mce0, mlxen0, mana0 (default: "
+                      f"the first free unit of the next NIC family, {families})")
+    _wait(move)
+    move.set_defaults(func=_runner(
+        target, lambda n, a: nic.migrate(n, a.hn, a.vf, quoting=a.quoting, wait=a.wait), label))
 
 
 def _guest_target(args: argparse.Namespace) -> Any:
