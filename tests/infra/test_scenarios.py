@@ -1,5 +1,5 @@
 """Scenarios played through the simulated Hyper-V host: a backup, VF attach, detach,
-re-attach and live migration.
+re-attach and a live migration that changes NIC family (mce -> mana).
 
 The host is driven through the ``hyperv`` fixture, which works the same for a
 simulated guest and a FreeBSD box.  The checks run in file order (backup,
@@ -18,7 +18,10 @@ from hvbsd.lab.hyperv import Unsupported
 # Tier 3: only where a simulated Hyper-V host is there (conftest's simulated_host).
 pytestmark = [pytest.mark.hvbsd_scenarios, pytest.mark.usefixtures("live", "simulated_host")]
 
-DEFAULT_VF_DRIVERS = ("mce", "mlxen")
+DEFAULT_VF_DRIVERS = ("mce", "mlxen", "mana")
+# The simulated host's next NIC family on a live migration (hvbsd.sim.hyperv_nic
+# MIGRATES_TO): the lab's first VF is an mce, so its migration lands on MANA.
+MIGRATES_TO = {"mce": "mana", "mana": "mlxen", "mlxen": "mce"}
 
 
 def wants_vss_daemon(variables: dict) -> bool:
@@ -96,6 +99,18 @@ class Lagg:
         """Where the hn's IPv4 address is now: the lagg once built, the hn before."""
         return self.ipv4(self.name) if self.exists() else self.ipv4(self.hn)
 
+    def dhclients(self) -> list[str]:
+        """The interfaces a dhclient runs for: its process title is ``dhclient: IF``."""
+        found = self.host.run("pgrep -lf dhclient")
+        return sorted(set(re.findall(r"\bdhclient: ([a-z][a-z0-9]*[0-9])\b", found.stdout)))
+
+    def assert_no_dhclient_on_a_vf(self, *gone: str) -> None:
+        """No dhclient on a lagg port: the stock IFNET LINK_UP rule stays shadowed."""
+        vfs = {*self.vfs(), *gone}
+        running = self.dhclients()
+        assert [name for name in running if name in vfs] == [], (
+            f"dhclient runs on a VF: {running} (VFs {sorted(vfs)})")
+
 
 @pytest.fixture
 def lagg(host, hvbsd_variables):
@@ -130,6 +145,7 @@ def test_vf_attach_builds_a_failover_lagg_hn_first_vf_active_address_moved(hyper
     assert "ACTIVE" in ports[1][1], f"the VF is not the active port: {ports}"
     assert lagg.ipv4(lagg.name) == address, f"{lagg.name} has {lagg.ipv4(lagg.name)}"
     assert lagg.ipv4(lagg.hn) == [], f"{lagg.hn} kept {lagg.ipv4(lagg.hn)}"
+    lagg.assert_no_dhclient_on_a_vf()
 
 
 def test_vf_detach_keeps_the_address_on_the_lagg_via_hn(hyperv, lagg):
@@ -137,11 +153,14 @@ def test_vf_detach_keeps_the_address_on_the_lagg_via_hn(hyperv, lagg):
     address = lagg.ipv4(lagg.name)
     assert address
 
+    old = lagg.vfs()
+
     played(hyperv.vf_detach(lagg.hn))
 
     assert lagg.vfs() == []
     assert [name for name, _ in lagg.ports()] == [lagg.hn]
     assert lagg.ipv4(lagg.name) == address, "the address left the lagg with the VF"
+    lagg.assert_no_dhclient_on_a_vf(*old)
 
 
 def test_vf_reattach_adds_the_vf_to_the_same_lagg(hyperv, lagg):
@@ -158,9 +177,10 @@ def test_vf_reattach_adds_the_vf_to_the_same_lagg(hyperv, lagg):
     assert len(vf) == 1
     assert [name for name in lagg.interfaces() if name.startswith("lagg")] == laggs_before
     assert lagg.ipv4(lagg.name) == address
+    lagg.assert_no_dhclient_on_a_vf()
 
 
-def test_migrate_replaces_the_vf_with_another_drivers_and_keeps_the_address(hyperv, lagg):
+def test_migrate_lands_on_another_nic_family_mce_to_mana_and_keeps_the_address(hyperv, lagg):
     ensure_vf(hyperv, lagg, attached=True)
     old = lagg.vfs()
     address = lagg.ipv4(lagg.name)
@@ -169,8 +189,13 @@ def test_migrate_replaces_the_vf_with_another_drivers_and_keeps_the_address(hype
 
     new = lagg.vfs()
     assert len(new) == 1 and new != old, f"VFs before {old}, after {new}"
-    assert new[0].rstrip("0123456789") != old[0].rstrip("0123456789"), "same VF driver"
+    old_family, new_family = (name.rstrip("0123456789") for name in (old[0], new[0]))
+    assert new_family != old_family, "same VF driver"
+    if old_family in MIGRATES_TO and MIGRATES_TO[old_family] in lagg.drivers:
+        assert new_family == MIGRATES_TO[old_family], f"{old[0]} -> {new[0]}"
     ports = lagg.ports()
     assert [name for name, _ in ports] == [lagg.hn, new[0]], f"lagg ports {ports}"
-    assert "ACTIVE" in ports[1][1]
+    assert "ACTIVE" in ports[1][1], f"the new VF is not the active port: {ports}"
+    assert old[0] not in lagg.interfaces(), f"{old[0]} is still there"
     assert lagg.ipv4(lagg.name) == address
+    lagg.assert_no_dhclient_on_a_vf(*old)
