@@ -89,7 +89,7 @@ def test_report_writes_message_and_usage(capsys):
         ("pkill", ["-q", "x"], 2, "pkill: illegal option -- q\nusage: pkill "),
         ("dhclient", ["--", "hn0"], 1, "dhclient: illegal option -- -\nusage: dhclient "),
         ("sysctl", ["-nz"], 1, "sysctl: illegal option -- z\nusage: sysctl "),
-        ("sysrc", ["-f"], 1, "sysrc: option requires an argument -- f\nUsage: sysrc "),
+        ("sysrc", ["-f"], 1, "No arg for -f option\nUsage: sysrc "),
         ("service", ["-", "-z"], 1, "service: illegal option -- z\nusage: service "),
     ],
 )

@@ -51,7 +51,7 @@ def _rc_tree(tmp_path):
     (etc / "defaults").mkdir(parents=True)
     (etc / "defaults" / "rc.conf").write_text(
         f'rc_conf_files="{etc}/rc.conf {etc}/rc.conf.local"\nsshd_enable="NO"\n'
-        "source_rc_confs() { :; }\n"
+        "source_rc_confs() { for f in $rc_conf_files; do [ -r $f ] && . $f; done; }\n"
     )
     (etc / "rc.conf").write_text('hostname="g1"\nifconfig_hn0="SYNCDHCP"\n')
     return etc, {"RC_DEFAULTS": str(etc / "defaults" / "rc.conf")}
@@ -99,13 +99,14 @@ def test_sysrc_f_uses_only_that_file(run_command, tmp_path):
     assert run_command("sysrc", "-f", str(other), "-n", "hostname", env=env).returncode == 1
 
 
-def test_sysrc_quotes_values_so_they_cannot_run_code(run_command, tmp_path):
-    _, env = _rc_tree(tmp_path)
-    run_command("sysrc", 'ifconfig_hn1=inet $(touch pwned) "x" `id`', env=env)
-    assert run_command("sysrc", "-n", "ifconfig_hn1", env=env).stdout == (
-        'inet $(touch pwned) "x" `id`\n'
-    )
-    assert not (tmp_path / "pwned").exists()
+def test_sysrc_writes_values_as_given_like_freebsd(run_command, tmp_path):
+    # f_sysrc_set appends `name="value"` with the value as given: FreeBSD's
+    # sysrc does not quote, so callers must never hand it hostile values.
+    etc, env = _rc_tree(tmp_path)
+    before = (etc / "rc.conf").read_text()
+    result = run_command("sysrc", 'ifconfig_hn1=inet $(x) "y" `z`', env=env)
+    assert result.returncode == 0
+    assert (etc / "rc.conf").read_text() == before + 'ifconfig_hn1="inet $(x) "y" `z`"\n'
 
 
 def test_sysrc_refuses_a_broken_rc_conf(run_command, tmp_path):
