@@ -1,5 +1,8 @@
 """ifconfig(8) of FreeBSD 14 over the simulated kernel.
 
+Options as sbin/ifconfig/ifconfig.c's args_parse reads them with getopt(3)
+(bundled: ``-ul``, ``-au``...), ``-C`` listing the cloners (ifclone.c),
+``-g``/``-G`` groups (ifgroup.c).
 Listing (``-a``, ``-l``, ``-u``, ``-d``, ``-g``, one interface, one family),
 cloning (``create``/``destroy`` for lagg, epair, bridge, tap), ``name``,
 ``up``/``down``, ``mtu``, ``ether``, ``description``, ``inet``/``inet6``
@@ -15,7 +18,7 @@ import ipaddress
 import sys
 from typing import Optional
 
-from hvbsd.sim.freebsd._common import kernel, strerror
+from hvbsd.sim.freebsd._common import GetOpt, UsageError, kernel, strerror
 from hvbsd.sim.kernel import (
     CAPABILITY_BITS,
     EPAIR_CAPABILITIES,
@@ -539,39 +542,79 @@ USAGE = """usage: ifconfig [-j jail] [-f type:format] [-L] [-C] [-g groupname] i
 """
 
 
+class _Usage(Exception):
+    """usage(): the text on stderr, exit 1."""
+
+
+# Options of ifconfig.c's args_parse ("G:adDf:j:klmnuv") and those the other
+# files register with opt_register(): ifclone.c "C", ifgroup.c "g:",
+# af_inet6.c "L".
+_OPTIONS = "G:adDf:j:klmnuvCg:L"
+
+
+def _parse(argv: list[str]) -> tuple[dict[str, object], list[str]]:
+    """getopt(3) over the leading options as FreeBSD's args_parse, flags bundled."""
+    parsed: dict[str, object] = {}
+    options = GetOpt(argv, _OPTIONS)
+    try:
+        for letter, value in options:
+            if letter == "G":
+                if not parsed.get("a"):
+                    raise _Usage
+                parsed["G"] = value
+            elif letter == "g" and not parsed.get("a"):
+                # ifgroup.c printgroup(): the group's members, one a line, then exit
+                parsed["printgroup"] = value
+                return parsed, []
+            elif letter == "C":
+                # ifclone.c clone_Copt_cb(): list_cloners() and exit at once
+                parsed["C"] = True
+                return parsed, []
+            else:
+                parsed[letter] = value if letter in "fgj" else True
+    except UsageError as error:
+        sys.stderr.write(error.message(PROGRAM))
+        raise _Usage from None
+    rest = options.operands
+    if parsed.get("l") and (parsed.get("a") or parsed.get("m")):
+        raise _Usage
+    if parsed.get("u") and parsed.get("d"):
+        raise _Usage
+    if not parsed.get("l") and not rest:
+        parsed["a"] = True
+    if parsed.get("a") or parsed.get("l"):
+        if len(rest) > 1:
+            raise _Usage
+        if rest and rest[0] not in FAMILIES:
+            sys.stderr.write(f"{PROGRAM}: Address family '{rest[0]}' unknown.\n")
+            raise _Usage
+    return parsed, rest
+
+
 def main(argv: list[str]) -> int:
-    list_all = names_only = up_only = down_only = False
-    group: Optional[str] = None
-    position = 0
-    while position < len(argv) and argv[position].startswith("-") and len(argv[position]) > 1:
-        option = argv[position]
-        if option in ("-k", "-m", "-n", "-v", "-L", "-C", "-D", "-W"):
-            pass
-        elif option == "-a":
-            list_all = True
-        elif option == "-l":
-            names_only = True
-        elif option == "-u":
-            up_only = True
-        elif option == "-d":
-            down_only = True
-        elif option == "-g":
-            if position + 1 >= len(argv):
-                sys.stderr.write(USAGE)
-                return 1
-            group = argv[position + 1]
-            position += 1
-            list_all = True
-        elif option == "-f":
-            position += 1
-        else:
-            sys.stderr.write(USAGE)
-            return 1
-        position += 1
-    rest = argv[position:]
-    if names_only and list_all:
+    try:
+        parsed, rest = _parse(argv)
+    except _Usage:
         sys.stderr.write(USAGE)
         return 1
+    if parsed.get("C"):
+        sys.stdout.write(" ".join(CLONERS) + "\n")
+        return 0
+    if "j" in parsed:
+        sys.stderr.write(f"{PROGRAM}: jail \"{parsed['j']}\" not found\n")
+        return 1
+    if "printgroup" in parsed:
+        state = kernel().snapshot()
+        for interface in state.interfaces:
+            if parsed["printgroup"] in interface.groups:
+                sys.stdout.write(interface.name + "\n")
+        return 0
+    list_all = bool(parsed.get("a"))
+    names_only = bool(parsed.get("l"))
+    up_only = bool(parsed.get("u"))
+    down_only = bool(parsed.get("d"))
+    group = parsed.get("g")
+    nogroup = parsed.get("G")
     try:
         if names_only or list_all or not rest:
             family = rest[0] if rest else None
@@ -581,11 +624,15 @@ def main(argv: list[str]) -> int:
             state = kernel().snapshot()
             chosen = _selected(state, up_only, down_only, family)
             if group is not None:
-                for interface in chosen:
-                    if group in interface.groups:
-                        sys.stdout.write(interface.name + "\n")
-                return 0
+                chosen = [i for i in chosen if group in i.groups]
+            if nogroup is not None:
+                chosen = [i for i in chosen if nogroup not in i.groups]
             if names_only:
+                # list_interfaces(): with a family, -l names those holding such an address
+                if family == "inet":
+                    chosen = [i for i in chosen if i.inet]
+                elif family == "inet6":
+                    chosen = [i for i in chosen if i.inet6]
                 sys.stdout.write(" ".join(i.name for i in chosen) + "\n")
             else:
                 shown = "link" if family in ("ether", "lladdr") else family
