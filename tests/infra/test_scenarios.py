@@ -14,14 +14,13 @@ import re
 import pytest
 
 from hvbsd.lab.hyperv import Unsupported
+from hvbsd.render.engine import argument_specs
+from hvbsd.sim.hyperv_nic import MIGRATES_TO  # the next NIC family: mce -> mana, ...
 
 # Tier 3: only where a simulated Hyper-V host is there (conftest's simulated_host).
 pytestmark = [pytest.mark.hvbsd_scenarios, pytest.mark.usefixtures("live", "simulated_host")]
 
-DEFAULT_VF_DRIVERS = ("mce", "mlxen", "mana")
-# The simulated host's next NIC family on a live migration (hvbsd.sim.hyperv_nic
-# MIGRATES_TO): the lab's first VF is an mce, so its migration lands on MANA.
-MIGRATES_TO = {"mce": "mana", "mana": "mlxen", "mlxen": "mce"}
+DEFAULT_VF_DRIVERS = tuple(argument_specs()["hyperv_guest"]["hyperv_guest_vf_drivers"]["default"])
 
 
 def wants_vss_daemon(variables: dict) -> bool:
