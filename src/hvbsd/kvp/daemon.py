@@ -169,18 +169,42 @@ def print_status(path: str) -> int:
 # -- the daemon ----------------------------------------------------------------------------
 
 
+class Stopper:
+    """SIGTERM, SIGINT, SIGHUP: remembered, and the poll woken through a pipe.
+
+    Installed before the device is opened, so a signal at any moment of the
+    start ends the daemon cleanly (status 0) instead of by the default action.
+    """
+
+    def __init__(self) -> None:
+        self.reason: Optional[str] = None
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_read, False)
+        os.set_blocking(self.wake_write, False)
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, frame: object) -> None:
+        self.reason = signal.Signals(number).name
+        with contextlib.suppress(OSError):
+            os.write(self.wake_write, b"x")
+
+
 class Daemon:
-    def __init__(self, args: argparse.Namespace, log: Log, policy: Policy) -> None:
+    def __init__(self, args: argparse.Namespace, log: Log, policy: Policy,
+                 stopper: Optional[Stopper] = None) -> None:
         self.args = args
         self.log = log
         self.policy = policy
         self.counts: Dict[str, int] = {}
         self.last: Dict[str, Dict[str, str]] = {}
         self.started = _stamp()
-        self.stopping: Optional[str] = None
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
+        self.stopper = stopper or Stopper()
+        self._wake_read = self.stopper.wake_read
+
+    @property
+    def stopping(self) -> Optional[str]:
+        return self.stopper.reason
 
     def write_state(self) -> None:
         state = {"version": 1, "pid": os.getpid(), "device": self.args.device,
@@ -192,14 +216,7 @@ class Daemon:
         except OSError as exc:
             self.log.warning(f"cannot write {self.args.state_file}: {exc.strerror or exc}")
 
-    def _on_signal(self, number: int, frame: object) -> None:
-        self.stopping = signal.Signals(number).name
-        with contextlib.suppress(OSError):
-            os.write(self._wake_write, b"x")
-
     def serve(self, channel: Channel) -> int:
-        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(number, self._on_signal)
         self.write_state()
         poller = select.poll()
         poller.register(channel.fileno(), select.POLLIN | select.POLLPRI)
@@ -324,6 +341,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(log, str(getattr(exc, "strerror", None) or exc), EX_USAGE)
     # detach first: the driver records the opener as the process to kill on detach
     ready = daemonize(PROG) if not args.foreground else -1
+    stopper = Stopper()
     try:
         pid_fd = lock_pidfile(args.pidfile)
     except OSError as exc:
@@ -353,7 +371,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info(f"removed {stale}, left by a daemon that was killed")
     policy = Policy(pools, Platform(args.rc_conf, args.resolv_conf), lookup=args.lookup,
                     set_ip=args.set_ip == "managed", apply=apply, log=log.warning)
-    daemon = Daemon(args, log, policy)
+    daemon = Daemon(args, log, policy, stopper)
     log.info(f"registered on {args.device}; pools in {args.pool_dir}; lookup {args.lookup}")
     report_ready(ready)
     try:

@@ -94,7 +94,8 @@ def utf16_to_utf8(units: Sequence[int], dst_len: int) -> Tuple[bytes, int]:
 
     Output stops once ``dst_len`` would be passed, but the count goes on; a
     surrogate pair is never accepted (unicode.h tests the same unit twice), so
-    characters outside the BMP are dropped.
+    characters outside the BMP are dropped, and so are U+F800-U+FFFF: its
+    surrogate test ``(c & 0xdc00) == 0xd800`` (or ``0xdc00``) matches them too.
     """
     out = bytearray()
     count = 0
@@ -560,7 +561,8 @@ class KvpDriver:
             if umsg[0] == protocol.OP_REGISTER:
                 self.register_done = True
                 self._note("register")
-                self._next()
+                # hv_kvp_callback queues the work item; the write returns first
+                self.loop.call_at(time.monotonic(), self._next)
                 return 0
             self._note("write", outcome="EINVAL: not registered and not HV_KVP_OP_REGISTER")
             return errno.EINVAL
