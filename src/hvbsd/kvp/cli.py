@@ -1,0 +1,106 @@
+"""``hvbsd bundle-kvpd OUT``: the KVP daemon as one executable zipapp for the guest.
+
+The archive holds ``hvbsd/kvp`` and the three modules it shares with the VSS
+daemon (``hvbsd/vss/files.py``, ``log.py``, ``detach.py``), nothing else: the
+guest needs only Python's standard library. ``register(subparsers)`` is what
+hvbsd's CLI calls to offer the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import hvbsd.kvp
+import hvbsd.vss
+from hvbsd.vss import files
+from hvbsd.vss.cli import DEFAULT_INTERPRETER, WriteFailed, _check_interpreter, _entry
+
+HOST_ONLY = {"cli.py"}
+SHARED = ("__init__.py", "files.py", "log.py", "detach.py")
+
+MAIN = b'''"""hvbsd_kvpd: the Hyper-V KVP daemon of hvbsd."""
+import sys
+
+sys.dont_write_bytecode = True
+
+from hvbsd.kvp.daemon import main  # noqa: E402
+
+sys.exit(main())
+'''
+PACKAGE_INIT = b'"""hvbsd (the guest-side subset: hvbsd.kvp and what it shares)."""\n'
+VSS_INIT = b'"""hvbsd.vss: only the modules hvbsd_kvpd shares with hvbsd_vssd."""\n'
+DESCRIPTION = ("Write hvbsd_kvpd as one executable Python zipapp (standard library only) for"
+               " installing on a FreeBSD guest as /usr/local/sbin/hvbsd_kvpd.")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bundle-kvpd", help="write the KVP daemon as one zipapp",
+                                   description=DESCRIPTION)
+    _arguments(parser)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", metavar="OUT", help="file to write")
+    parser.add_argument("--interpreter", default=DEFAULT_INTERPRETER, metavar="PATH",
+                        help=f"absolute path for the #! line (default {DEFAULT_INTERPRETER})")
+    parser.set_defaults(func=run)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="hvbsd bundle-kvpd", description=DESCRIPTION)
+    _arguments(parser)
+    return run(parser.parse_args())
+
+
+def archive_bytes(interpreter: str = DEFAULT_INTERPRETER) -> bytes:
+    _check_interpreter(interpreter)
+    kvp = Path(hvbsd.kvp.__file__).resolve().parent
+    vss = Path(hvbsd.vss.__file__).resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(_entry("__main__.py"), MAIN)
+        archive.writestr(_entry("hvbsd/__init__.py"), PACKAGE_INIT)
+        for module in sorted(kvp.glob("*.py")):
+            if module.name not in HOST_ONLY:
+                archive.writestr(_entry(f"hvbsd/kvp/{module.name}"), module.read_bytes())
+        for name in SHARED:
+            data = VSS_INIT if name == "__init__.py" else (vss / name).read_bytes()
+            archive.writestr(_entry(f"hvbsd/vss/{name}"), data)
+    return b"#!" + interpreter.encode() + b"\n" + buffer.getvalue()
+
+
+def bundle(out: Path, interpreter: str = DEFAULT_INTERPRETER) -> None:
+    """Write the zipapp to ``out`` atomically, mode 0755 (ValueError: nothing written)."""
+    data = archive_bytes(interpreter)
+    directory = out.parent if str(out.parent) else Path(".")
+    if not directory.is_dir():
+        raise ValueError(f"{out}: directory {directory} does not exist")
+    try:
+        files.write_atomically(str(out), data, mode=0o755)
+    except files.FileRefused as exc:
+        raise ValueError(exc.strerror) from None
+    except OSError as exc:
+        raise WriteFailed(f"{out}: cannot write: {exc.strerror or exc}; nothing written") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if not args.out or args.out.endswith("/"):
+            raise ValueError(f"OUT {args.out!r} must name the file to write")
+        bundle(Path(args.out), args.interpreter)
+    except ValueError as exc:
+        sys.stderr.write(f"hvbsd bundle-kvpd: {exc}\n")
+        return 2
+    except WriteFailed as exc:
+        sys.stderr.write(f"hvbsd bundle-kvpd: {exc}\n")
+        return 1
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
