@@ -1,0 +1,38 @@
+"""kldstat(8) as FreeBSD's sbin/kldstat/kldstat.c, in the forms rc.subr's load_kld uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from hvbsd.sim.freebsd.kldstat import USAGE
+
+
+def test_listing_starts_with_the_kernel(run_command):
+    lines = run_command("kldstat").stdout.splitlines()
+    assert lines[0] == "Id Refs Address                Size Name"
+    assert lines[1].split()[0] == "1" and lines[1].endswith(" kernel")
+    assert lines[1].split()[2] == "0xffffffff80200000"
+
+
+def test_quiet_module_query_is_only_a_status(run_command):
+    found = run_command("kldstat", "-q", "-m", "vmbus")
+    assert (found.returncode, found.stdout, found.stderr) == (0, "", "")
+    missing = run_command("kldstat", "-q", "-m", "if_wg")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (1, "", "")
+    loud = run_command("kldstat", "-m", "if_wg")
+    assert loud.stderr == "kldstat: can't find module if_wg: No such file or directory\n"
+
+
+def test_if_lagg_is_loaded_once_a_lagg_exists(run_command):
+    assert run_command("kldstat", "-q", "-m", "if_lagg").returncode == 1
+    run_command("ifconfig", "lagg0", "create")
+    assert run_command("kldstat", "-q", "-m", "if_lagg").returncode == 0
+    assert run_command("kldstat", "-q", "-n", "if_lagg.ko").returncode == 0
+    verbose = run_command("kldstat", "-v").stdout
+    assert "if_lagg.ko (/boot/kernel/if_lagg.ko)\n\tContains modules:\n" in verbose
+
+
+@pytest.mark.parametrize("argv", [["-z"], ["-m"], ["extra"]])
+def test_usage(run_command, argv):
+    result = run_command("kldstat", *argv)
+    assert result.returncode == 1 and result.stderr.endswith(USAGE)
