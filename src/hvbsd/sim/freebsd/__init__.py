@@ -40,6 +40,14 @@ COMMANDS: dict[str, str] = {
     "/usr/sbin/pkg": f"{_PACKAGE}.pkg",
     "/usr/local/sbin/pkg": f"{_PACKAGE}.pkg",
     "/usr/local/sbin/hvbsd-sim-write": f"{_PACKAGE}.sim_write",
+    "/usr/bin/limits": f"{_PACKAGE}.limits",
+    "/bin/kenv": f"{_PACKAGE}.kenv",
+    "/bin/pwait": f"{_PACKAGE}.pwait",
+    "/usr/bin/protect": f"{_PACKAGE}.protect",
+    "/bin/cpuset": f"{_PACKAGE}.cpuset",
+    "/sbin/rtsol": f"{_PACKAGE}.rtsol",
+    "/sbin/kldstat": f"{_PACKAGE}.kldstat",
+    "/bin/ps": f"{_PACKAGE}.ps",
 }
 
 # Directories a FreeBSD guest has even when empty (git keeps no empty dirs).
