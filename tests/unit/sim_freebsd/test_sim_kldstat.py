@@ -36,3 +36,14 @@ def test_if_lagg_is_loaded_once_a_lagg_exists(run_command):
 def test_usage(run_command, argv):
     result = run_command("kldstat", *argv)
     assert result.returncode == 1 and result.stderr.endswith(USAGE)
+
+
+def test_modules_loader_conf_loads_are_listed(run_command, kernel_dir):
+    from hvbsd.sim.kernel import Kernel
+
+    with Kernel(kernel_dir).transaction() as state:
+        state.loader["if_lagg_load"] = "YES"
+        state.loader["bogus_load"] = "NO"
+    assert run_command("kldstat", "-q", "-m", "if_lagg").returncode == 0
+    assert run_command("kldstat", "-q", "-m", "bogus").returncode == 1
+    assert " if_lagg.ko\n" in run_command("kldstat").stdout

@@ -2,12 +2,14 @@
 
 rc.subr's load_kld asks ``kldstat -q -m MODULE`` (and ``kldstat -v`` for a
 pattern).  The simulated kernel holds the Hyper-V drivers GENERIC builds in,
-``if_lagg.ko`` once a lagg exists and ``zfs.ko`` when ZFS is mounted.
+the modules loader.conf names (``if_lagg_load="YES"``), ``if_lagg.ko`` once a
+lagg exists (ifconfig loads it) and ``zfs.ko`` when ZFS is mounted.
 """
 
 from __future__ import annotations
 
 import errno
+import re
 import sys
 from dataclasses import dataclass
 
@@ -56,7 +58,17 @@ def files() -> list[LoadedFile]:
     """The loaded files, numbered from 1 as the kernel numbers them."""
     state = kernel().snapshot()
     found = [("kernel", 0xFFFFFFFF80200000, 0x1F3C6C8, list(KERNEL_MODULES))]
-    if any(interface.driver == "lagg" for interface in state.interfaces):
+    # loader(8) loads each NAME_load="YES" of loader.conf (its module_path NAME.ko)
+    for setting, value in state.loader.items():
+        module = setting[: -len("_load")]
+        wanted = setting.endswith("_load") and value.upper() == "YES"
+        if wanted and module not in KERNEL_MODULES and re.fullmatch(r"[A-Za-z0-9_]{1,64}", module):
+            address = 0xFFFFFFFF82300000 + 0x10000 * len(found)
+            found.append((f"{module}.ko", address, 0x6A30, [module]))
+    # ifconfig(8) create loads if_lagg.ko for a lagg (ifmaybeload)
+    if any(i.driver == "lagg" for i in state.interfaces) and not any(
+        f[0] == "if_lagg.ko" for f in found
+    ):
         found.append(("if_lagg.ko", 0xFFFFFFFF82320000, 0x6A30, ["if_lagg"]))
     if any(mount.fstype == "zfs" for mount in state.mounts):
         found.append(("zfs.ko", 0xFFFFFFFF82400000, 0x5E5C38, ["zfsctrl", "zfs", "zfs_vdev"]))
