@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hvbsd.sim.freebsd.cpuset import USAGE, parse_list
 
@@ -53,3 +55,28 @@ def test_usage(run_command, argv):
 def test_missing_command_is_127(run_command):
     result = run_command("cpuset", "-l", "0", "no-such-command-here")
     assert result.returncode == 127
+
+
+def _ranges(cpus: set[int]) -> str:
+    words, ordered = [], sorted(cpus)
+    start = previous = ordered[0]
+    for cpu in [*ordered[1:], None]:
+        if cpu is not None and cpu == previous + 1:
+            previous = cpu
+            continue
+        words.append(str(start) if start == previous else f"{start}-{previous}")
+        if cpu is not None:
+            start = previous = cpu
+    return ",".join(words)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(min_value=0, max_value=1023), min_size=1, max_size=40))
+def test_parselist_reads_back_any_cpu_list(cpus):
+    assert parse_list(_ranges(cpus)) == cpus
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1024, max_value=10**6))
+def test_parselist_refuses_cpus_past_the_set_size(cpu):
+    assert parse_list(str(cpu)) is None

@@ -65,3 +65,10 @@ def test_static_environment_is_unavailable(run_command):
     result = run_command("kenv", "-s")
     expected = (255, "kenv: requested environment is unavailable\n")
     assert (result.returncode, result.stderr) == expected
+
+
+@pytest.mark.parametrize("length, status", [(127, 0), (128, 255)])
+def test_names_and_values_end_below_128_characters(run_command, length, status):
+    # sys/kenv.h: KENV_MNAMELEN and KENV_MVALLEN are 128, terminating NUL included
+    assert run_command("kenv", "n" * length + "=v").returncode == status
+    assert run_command("kenv", "name=" + "v" * length).returncode == status
