@@ -322,6 +322,7 @@ class Guest:
             )
             layout.write(guest_path, wrapper.encode(), 0o755)
         _install_python(layout, kernel.snapshot().sysctls)
+        layout.write("/etc/group", group_file(_read_host_group()), 0o644)
         _atomic_write(
             self._config_path,
             json.dumps(
@@ -789,6 +790,28 @@ os.uname = _freebsd_uname
 '''
     site_packages = f"/usr/local/lib/{short}/site-packages"
     layout.write(f"{site_packages}/sitecustomize.py", sitecustomize.encode(), 0o644)
+
+
+# FreeBSD's etc/group: gid 0 is wheel (root's group); rc.d/dhclient's
+# "install -d -o root -g wheel" and other rc scripts name it.
+WHEEL_GROUP = "wheel:*:0:root\n"
+
+
+def _read_host_group() -> str:
+    try:
+        with open("/etc/group", encoding="utf-8", errors="surrogateescape") as stream:
+            return stream.read(1 << 20)
+    except OSError:
+        return ""
+
+
+def group_file(host_group: str) -> bytes:
+    """The guest's /etc/group: the host's groups (its Linux tools look them up) plus wheel."""
+    names = {line.split(":", 1)[0] for line in host_group.splitlines()}
+    text = host_group if not host_group or host_group.endswith("\n") else host_group + "\n"
+    if "wheel" not in names:
+        text += WHEEL_GROUP
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _make_dev(dev: Path) -> None:

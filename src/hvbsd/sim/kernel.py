@@ -751,6 +751,14 @@ def _base_sysctls(hostname: str, old_kernel: bool, release: Any) -> dict[str, Sy
         "net.inet6.ip6.accept_rtadv": Sysctl(
             0, "int", "rw", "Default value of per-interface flag for accepting ICMPv6 RA messages"
         ),
+        # sys/netinet6/in6_proto.c: ip6_dad_count is 1; rc.d/netif sleeps that many
+        # seconds (plus one) after configuring IPv6 interfaces.
+        "net.inet6.ip6.dad_count": Sysctl(
+            1, "int", "rw", "Number of ICMPv6 NS messages sent during duplicate address detection"
+        ),
+        # sys/kern/kern_jail.c sysctl_jail_jailed: 0 outside a jail (rc.subr's
+        # ${name}_oomprotect and check_jail read it).
+        "security.jail.jailed": Sysctl(0, "int", "rd", "Process in jail?"),
     }
     if not old_kernel:
         sysctls["hw.hn.vf_transparent"] = Sysctl(1, "int", "rdtun", "Transparent VF mod")

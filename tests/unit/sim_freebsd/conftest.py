@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from hvbsd.sim import freebsd
+from hvbsd.sim.guest import group_file
 from hvbsd.sim.kernel import Kernel
 
 
@@ -73,6 +74,9 @@ class GuestRoot:
                 self.path(directory).mkdir(parents=True, exist_ok=True)
         for guest_path, content, mode in freebsd.base_files():
             self.write(guest_path, content.decode(), mode)
+        # the guest's /etc/group: the host's plus FreeBSD's wheel, as a guest has it
+        with open("/etc/group", encoding="utf-8") as stream:
+            self.write("/etc/group", group_file(stream.read()).decode())
         for guest_path in freebsd.COMMANDS:
             name = os.path.basename(guest_path)
             self.write(
