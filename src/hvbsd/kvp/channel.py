@@ -199,12 +199,13 @@ class SocketChannel(Channel):
                                    f" {WRITE_SECONDS:g} s")
             select.select([], [self._sock], [], left)
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ChannelError(f"{self.path}: no result of the write within"
-                                   f" {WRITE_SECONDS:g} s")
+            # a result already there counts even past the deadline (a stopped process)
+            left = max(0.0, deadline - time.monotonic())
             readable, _, _ = select.select([self._sock], [], [], left)
             if not readable:
+                if time.monotonic() >= deadline:
+                    raise ChannelError(f"{self.path}: no result of the write within"
+                                       f" {WRITE_SECONDS:g} s")
                 continue
             got = self._recv()
             if got is None:

@@ -62,6 +62,8 @@ STATUS_RUNNING = 0
 STATUS_NOT_RUNNING = 1
 STATUS_UNKNOWN = 2
 APPLY_SECONDS = 30.0
+#: how long the status file may lag behind the requests answered
+STATE_SECONDS = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,12 +203,14 @@ class Daemon:
         self.started = _stamp()
         self.stopper = stopper or Stopper()
         self._wake_read = self.stopper.wake_read
+        self._dirty_since: Optional[float] = None
 
     @property
     def stopping(self) -> Optional[str]:
         return self.stopper.reason
 
     def write_state(self) -> None:
+        self._dirty_since = None
         state = {"version": 1, "pid": os.getpid(), "device": self.args.device,
                  "lookup": self.args.lookup, "started": self.started, "updated": _stamp(),
                  "counts": self.counts, "last": self.last}
@@ -225,7 +229,14 @@ class Daemon:
         try:
             while self.stopping is None:
                 if not channel.pending:
-                    events = poller.poll(None)
+                    timeout = None
+                    if self._dirty_since is not None:
+                        left = self._dirty_since + STATE_SECONDS - time.monotonic()
+                        timeout = max(0, int(left * 1000) + 1)
+                    events = poller.poll(timeout)
+                    if not events:
+                        self.write_state()
+                        continue
                     if any(fd == self._wake_read for fd, _ in events):
                         with contextlib.suppress(OSError):
                             os.read(self._wake_read, 64)
@@ -275,7 +286,12 @@ class Daemon:
         self._count(name)
         self.last[name] = {"status": protocol.status_name(outcome.status), "time": _stamp(),
                            "note": clean(outcome.note, 500)}
-        self.write_state()
+        # the status file is rewritten at most once a STATE_SECONDS (at once after a
+        # failure): a burst of requests costs one write, --status lags by at most that
+        if outcome.status not in (protocol.Status.S_OK, protocol.Status.S_CONT):
+            self.write_state()
+        elif self._dirty_since is None:
+            self._dirty_since = time.monotonic()
 
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
