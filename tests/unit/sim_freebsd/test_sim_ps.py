@@ -3,14 +3,27 @@
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 
 from hvbsd.sim.freebsd.ps import shown_argv
 
 
+def _started(argv: list[str]) -> subprocess.Popen:
+    """A child that has exec'd (its /proc cmdline is argv), not one between fork and exec."""
+    child = subprocess.Popen(argv)
+    wanted = ("\0".join(argv) + "\0").encode()
+    for _ in range(1000):
+        with open(f"/proc/{child.pid}/cmdline", "rb") as stream:
+            if stream.read() == wanted:
+                return child
+        select.select([], [], [], 0.01)
+    raise AssertionError("the child never exec'd")
+
+
 def test_rc_subr_columns_for_one_pid(run_command):
-    child = subprocess.Popen(["sleep", "30"])
+    child = _started(["sleep", "30"])
     try:
         result = run_command("ps", "-ww", "-o", "pid=", "-o", "jid=", "-o", "command=", "-p",
                              str(child.pid))
@@ -72,3 +85,26 @@ def test_rc_subr_finds_a_daemon_in_the_guest(guest_root):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("found ") and lines[0].split()[1].isdigit()
     assert lines[1:3] == ["1", "1"]  # the daemon's title, and ps lists itself as FreeBSD's does
+
+
+def test_lines_are_cut_without_ww(run_command):
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", *["x" * 20] * 10]
+    child = _started(argv)
+    try:
+        pid = str(child.pid)
+        columns = ["-o", "pid=", "-o", "command=", "-p", pid]
+        narrow = run_command("ps", *columns, env={"COLUMNS": ""})
+        assert len(narrow.stdout.rstrip("\n")) == 79
+        wide = run_command("ps", "-w", *columns, env={"COLUMNS": ""})
+        assert len(wide.stdout.rstrip("\n")) == 131
+        full = run_command("ps", "-ww", "-o", "pid=", "-o", "command=", "-p", pid)
+        assert full.stdout.rstrip("\n").split(" ", 1)[1].lstrip() == " ".join(argv)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_header_takes_the_rest_of_its_word(run_command):
+    # FreeBSD's ps: "pid=,command=" is pid headed ",command="
+    result = run_command("ps", "-o", "pid=,command=", "-p", "999999")
+    assert result.stdout == ",command=\n"

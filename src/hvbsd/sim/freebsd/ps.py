@@ -9,12 +9,14 @@ a simulated daemon gave itself (setproctitle), or the FreeBSD path of a
 simulated command, never the Python interpreter running it.  Selection as
 bin/ps/ps.c: by default the user's processes with a terminal, ``-x`` adds
 those without, ``-a`` other users', ``-A`` all, ``-p`` a list of pids;
-sorted as pscomp() sorts (terminal, then pid).  Exit status 1 when nothing
-was listed.
+sorted as pscomp() sorts (terminal, then pid); lines cut at the terminal's
+width (79 columns off a terminal) unless ``-w`` (131) or ``-ww`` (unlimited).
+Exit status 1 when nothing was listed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import sys
@@ -206,6 +208,20 @@ KEYWORDS: dict[str, tuple[str, bool, Callable[[Process], str]]] = {
 }
 
 
+def _terminal_width(wide: int) -> Optional[int]:
+    """ps.c's termwidth: COLUMNS, else the terminal's, else 79; -w 131, -ww unlimited."""
+    if wide >= 2:
+        return None
+    width = 79
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        width = int(columns)
+    else:
+        with contextlib.suppress(OSError):
+            width = os.get_terminal_size(sys.stdout.fileno()).columns - 1
+    return max(width, 131) if wide == 1 else width
+
+
 def _columns(text: str) -> list[tuple[str, str]]:
     """-o's list: keywords split at commas or blanks, each with an optional =header."""
     columns = []
@@ -234,6 +250,7 @@ def main(argv: list[str]) -> int:
     columns: list[tuple[str, str]] = []
     extra_after_pid: list[tuple[str, str]] = []
     names_only = False
+    wide = 0
     options = GetOpt(argv, "AaCcdefG:gHhJ:jLlM:mN:O:o:p:rSTt:U:uvwXxZ")
     try:
         for letter, value in options:
@@ -259,6 +276,8 @@ def main(argv: list[str]) -> int:
                         sys.stderr.write(f"{PROGRAM}: process id is invalid: {word}\n")
                         return 1
                     selected_pids.append(int(word))
+            elif letter == "w":
+                wide += 1
             elif letter == "L":
                 sys.stdout.write(" ".join(sorted(KEYWORDS)) + "\n")
                 return 0
@@ -310,5 +329,9 @@ def main(argv: list[str]) -> int:
                 cells.append(cell.rjust(widths[index]))
             else:
                 cells.append(cell if last else cell.ljust(widths[index]))
-        sys.stdout.write(" ".join(cells).rstrip() + "\n")
+        text = " ".join(cells).rstrip()
+        width = _terminal_width(wide)
+        if width is not None and len(text) > width:
+            text = text[:width]
+        sys.stdout.write(text + "\n")
     return 0 if chosen else 1
