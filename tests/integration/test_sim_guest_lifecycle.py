@@ -266,3 +266,46 @@ def test_exec_takes_state_dir_after_the_name_and_returns_the_command_status(
     missing = hvbsd("sim", "guest", "exec", "g1", "--", "no-such-command", env=hvbsd_env)
     assert missing.returncode == 127
     assert "no-such-command" in missing.stderr
+
+
+def _write(guest, path: str, text: str) -> None:
+    guest.exec(["sh", "-c", f"cat > {path}"], input=text.encode(), check=True)
+
+
+def test_boot_devd_gives_a_dhcp_interface_its_lease_through_link_up(sim_guest):
+    # FreeBSD: netif brings hn0 up (no lease: DHCP is not synchronous), devd
+    # starts after netif and reads the queued IFNET LINK_UP, whose stock rule
+    # runs "service dhclient quietstart hn0"
+    _write(sim_guest, "/etc/rc.conf", 'hostname="g1"\nifconfig_hn0="DHCP"\n')
+    booted = sim_guest.exec(["/etc/rc.d/netif", "start", "hn0"], text=True)
+    assert booted.stdout.startswith("Starting Network: hn0.\n"), booted.stderr
+    before = sim_guest.exec(["ifconfig", "hn0", "inet"], text=True).stdout
+    assert "\tinet " not in before
+    records = sim_guest.boot_devd()
+    assert [r.event.line for r in records] == ["!system=IFNET subsystem=hn0 type=LINK_UP"]
+    assert [c.split()[:3] for c in records[0].commands] == [["service", "dhclient", "quietstart"]]
+    assert records[0].statuses == (0,)
+    status = sim_guest.exec(["service", "dhclient", "status", "hn0"], text=True)
+    assert status.returncode == 0 and status.stdout.startswith("dhclient is running as pid ")
+    after = sim_guest.exec(["ifconfig", "hn0", "inet"], text=True).stdout
+    assert "\tinet 10.0.0.4 " in after
+    log = (sim_guest.state_dir / "boot.log").read_text()
+    assert "devd at boot: exit 0\nStarting devd.\n" in log
+    assert "type=LINK_UP" in log
+
+
+def test_boot_devd_reads_nothing_when_devd_is_disabled(sim_guest):
+    _write(sim_guest, "/etc/rc.conf", 'ifconfig_hn0="DHCP"\ndevd_enable="NO"\n')
+    sim_guest.exec(["/etc/rc.d/netif", "start", "hn0"], check=True)
+    assert sim_guest.boot_devd() == []
+    status = sim_guest.exec(["service", "dhclient", "status", "hn0"], text=True)
+    assert status.stdout == "dhclient is not running.\n"
+
+
+def test_guest_has_freebsds_wheel_group(sim_guest):
+    result = sim_guest.exec(
+        ["sh", "-c", "install -d -o root -g wheel -m 755 /var/run/w && stat -f %g /var/run/w;"
+         " grep '^wheel:' /etc/group"],
+        text=True,
+    )
+    assert result.stdout == "0\nwheel:*:0:root\n", result.stderr

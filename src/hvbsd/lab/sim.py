@@ -172,6 +172,8 @@ class SimProvider:
                 if booted.returncode != 0:
                     raise ProviderError(f"{target.name}: netif start {hn} failed: "
                                         f"{(booted.stdout + booted.stderr).strip()}")
+            # rc.d/devd after netif: devd reads the boot's LINK_UP events
+            guest.boot_devd()
             host.start(guest)
         except GuestError as error:
             raise ProviderError(f"{target.name}: {error}") from None

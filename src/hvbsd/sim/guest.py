@@ -396,6 +396,43 @@ class Guest:
 
         boot_network(self)  # rc's netif, for a static lagg from rc.conf
 
+    def boot_devd(self) -> list[Any]:
+        """rc's devd at boot, after netif: start it, then what it reads first.
+
+        FreeBSD's rc runs rc.d/devd after netif (its ``REQUIRE: netif``), and
+        the kernel queues devctl events until devd reads them (sys/kern/
+        subr_bus.c devctl_queue_data_f queues whether or not /dev/devctl is
+        open).  So the IFNET LINK_UP that each interface's link coming up
+        sent during the boot (sys/net/if.c do_link_state_change ->
+        devctl_notify) reaches devd's rules once it starts, and the stock
+        ``service dhclient quietstart $subsystem`` (or hvbsd's rule) gets
+        DHCP interfaces their lease.  ``/etc/rc.d/devd start`` runs first
+        (a disabled or unparsable devd reads nothing); then LINK_UP is
+        dispatched for each interface whose link is up, in the kernel's
+        order.  Returns the dispatch records; all is logged to
+        ``<state>/boot.log``.
+        """
+        from hvbsd.sim.devd_guest import dispatch
+        from hvbsd.sim.kernel import Kernel
+
+        marker = "/var/run/devd.sim"
+        started = self.exec(
+            ["/bin/sh", "-c", f"rm -f {marker}; /etc/rc.d/devd start"], text=True, timeout=60
+        )
+        records: list[Any] = []
+        lines = [f"devd at boot: exit {started.returncode}\n{started.stdout}{started.stderr}"]
+        if self.path(marker).exists():
+            state = Kernel(self.kernel_dir).snapshot()
+            for interface in state.interfaces:
+                if interface.link == "unknown" or state.link_of(interface) != "up":
+                    continue
+                record = dispatch(self, f"!system=IFNET subsystem={interface.name} type=LINK_UP")
+                records.append(record)
+                lines.append(f"devd at boot: {record.describe()}\n")
+        with open(self.state_dir / "boot.log", "a", encoding="utf-8") as log:
+            log.write("".join(lines))
+        return records
+
     def stop(self) -> None:
         """Stop every process of the guest; its file systems are kept for the next start."""
         with self._lifecycle_lock():
