@@ -8,10 +8,11 @@ import signal
 import struct
 import time
 
+import pytest
 from kvp_guest import HN0_MAC, HN1_MAC, HN10_MAC, RC_CONF_LAGG, TEN_IFCONFIG, Guest
 
 from hvbsd.kvp import pool as kvp_pool
-from hvbsd.kvp import protocol
+from hvbsd.kvp import protocol, simwire
 from hvbsd.kvp.protocol import Op, Status
 from hvbsd.sim import hyperv_kvp as host
 
@@ -301,3 +302,52 @@ def test_a_daemon_that_never_answers_costs_the_host_e_fail_after_the_timeout(
     late = [e for e in guest.driver.events if e["what"] in ("write", "close", "respond")]
     assert any(e["what"] == "write" and "dropped" in e["outcome"] for e in late), late
     assert guest.transact(host.host_get(0, "y"))[0] == Status.S_CONT
+
+
+def _set_with_type(value_type: int) -> bytes:
+    return host.host_exchange(Op.SET, 0, "typed", b"\x01\x02\x03\x04", value_type=value_type,
+                              value_size=4)
+
+
+@pytest.mark.parametrize("field, message, wanted", [
+    ("operation", protocol.request(6), Status.NOT_SUPPORTED),
+    ("operation", protocol.request(255, 0), Status.NOT_SUPPORTED),
+    ("pool", host.host_enumerate(5, 0), Status.E_FAIL),
+    ("index", host.host_enumerate(0, 0xFFFFFFFF), Status.S_CONT),
+    ("index", host.host_enumerate(2, 10), Status.S_CONT),
+    ("value_type", _set_with_type(77), Status.S_OK),
+    ("key", host.host_set(0, "", "v"), Status.S_CONT),
+    ("adapter_id", host.host_get_ip_info("$(reboot)"), Status.E_FAIL),
+    ("adapter_id", host.host_get_ip_info("00:15:5D:0A:0B:0C:FF"), Status.E_FAIL),
+    ("ip_addr", host.host_set_ip_info(host.adapter_guid(HN0_MAC), "10.0.0.1\";reboot;\"",
+                                      "24"), Status.E_FAIL),
+    ("sub_net", host.host_set_ip_info(host.adapter_guid(HN0_MAC), "10.0.0.9", "33"),
+     Status.E_FAIL),
+    ("gate_way", host.host_set_ip_info(host.adapter_guid(HN0_MAC), "10.0.0.9", "24",
+                                       "`reboot`"), Status.E_FAIL),
+])
+def test_bad_input_in_each_field_gets_its_answer_and_changes_nothing_else(
+        running: Guest, field: str, message: bytes, wanted: int) -> None:
+    assert running.transact(message)[0] == wanted, field
+    assert running.rc_conf.read_text() == RC_CONF_LAGG
+    assert sorted(os.listdir(running.pool_dir)) == [f".kvp_pool_{n}" for n in range(5)]
+    for number in range(5):
+        size = (running.pool_dir / f".kvp_pool_{number}").stat().st_size
+        assert size % kvp_pool.RECORD_SIZE == 0
+    assert running.processes[0].poll() is None
+    assert running.transact(host.host_get(0, "after"))[0] == Status.S_CONT
+
+
+def test_a_key_that_is_not_utf8_is_stored_and_found_as_its_bytes(running: Guest) -> None:
+    message = bytearray(host.host_set(0, "k", "v"))
+    # U+00E9 and a lone low surrogate the driver drops: the daemon gets "\xc3\xa9"
+    struct.pack_into("<3H", message, 16, 0xE9, 0xDC00, 0)
+    assert running.transact(bytes(message))[0] == Status.S_OK
+    assert host.decode_exchange(running.transact(host.host_get(0, "\u00e9"))[1]).value == "v"
+
+
+def test_a_short_read_is_dropped_and_the_daemon_keeps_serving(running: Guest) -> None:
+    running.driver._send(simwire.encode(simwire.KIND_MESSAGE, 0, b"\x00\x01short"))
+    running.driver._send(simwire.encode(simwire.KIND_OPEN, 0))
+    assert running.transact(host.host_get(0, "x"))[0] == Status.S_CONT
+    assert running.processes[0].poll() is None
