@@ -98,3 +98,15 @@ def test_an_invalid_name_changes_nothing(bad, value):
         assert (status, out) == (1, "")
         assert err == f"sysrc: {shown}: name contains characters not allowed in shell\n"
         assert (etc / "rc.conf").read_text() == RC_CONF
+
+
+def test_a_fifo_among_the_files_does_not_hang_a_delete(tmp_path, monkeypatch, capfd):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "defaults.conf").write_text(
+        f'rc_conf_files="{fifo}"\nsource_rc_confs() {{ :; }}\nx=1\n'
+    )
+    monkeypatch.setenv("RC_DEFAULTS", str(tmp_path / "defaults.conf"))
+    monkeypatch.setattr(sysrc, "TIMEOUT", 2)
+    assert sysrc.run(["-x", "x"]) == 1  # sh -n of the FIFO gives up: a message, not a hang
+    assert "gave up after 2 seconds" in capfd.readouterr().err

@@ -36,6 +36,7 @@ SCRIPT = "/usr/sbin/sysrc"
 VERSION = "7.3 Sep-15,2026"
 OPTSTRING = "aAcdDeEf:Fhij:lLnNqR:s:vxX"
 SUCCESS, FAILURE = 0, 1
+TIMEOUT = 60  # seconds any one sh may take to read the rc.conf files
 # sysrc.subr's VALID_VARNAME_CHARS
 VALID = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 IFS = " \t\n"
@@ -214,7 +215,10 @@ def _awk_unescape(text: str) -> str:
 
 
 def _sh_syntax_ok(path: str) -> bool:
-    return subprocess.run(["/bin/sh", "-n", path], check=False).returncode == 0
+    completed = subprocess.run(
+        ["/bin/sh", "-n", path], stdin=subprocess.DEVNULL, check=False, timeout=TIMEOUT
+    )
+    return completed.returncode == 0
 
 
 # The reader: sources RC_DEFAULTS and rc_conf_files as f_sysrc_get does, then
@@ -336,7 +340,7 @@ class Rc:
             capture_output=True,
             env=self._environment(),
             check=False,
-            timeout=120,
+            timeout=TIMEOUT,
         )
         fields = completed.stdout.split(b"\0")
         for index, (position, _) in enumerate(asked):
@@ -440,6 +444,9 @@ class Rc:
             return False
         for path in self.files():
             if not os.path.exists(path):
+                continue
+            if not os.path.isfile(path):
+                # awk(1) reads no records from what is not a regular file here
                 continue
             try:
                 lines = _lines(path)
@@ -550,7 +557,9 @@ def _replace(path: str, lines: list[str]) -> bool:
         with contextlib.suppress(OSError):
             os.chown(temporary, status.st_uid, status.st_gid)
         # f_eval_catch -d: sh's own message is caught, only sysrc's is shown
-        check = subprocess.run(["/bin/sh", "-n", temporary], capture_output=True, check=False)
+        check = subprocess.run(
+            ["/bin/sh", "-n", temporary], capture_output=True, check=False, timeout=TIMEOUT
+        )
         if check.returncode != 0:
             _err(f"{PROGRAM}: Not overwriting `{path}' due to previous syntax errors\n")
             os.unlink(temporary)
@@ -598,7 +607,7 @@ def _config_names(script: str) -> list[str]:
         capture_output=True,
         stdin=subprocess.DEVNULL,
         check=False,
-        timeout=60,
+        timeout=TIMEOUT,
     )
     return completed.stdout.decode("utf-8", "surrogateescape").split()
 
@@ -613,7 +622,7 @@ def _defaults_rc_conf_files(defaults: str) -> list[str]:
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         check=False,
-        timeout=120,
+        timeout=TIMEOUT,
     )
     shown, _, value = completed.stdout.rpartition(b"\0")
     if shown:
@@ -790,7 +799,7 @@ def _show_all(rc: Rc, options: Options, separator: str) -> int:
         capture_output=True,
         env=rc._environment(),
         check=False,
-        timeout=120,
+        timeout=TIMEOUT,
     )
     names = []
     for raw in completed.stdout.decode("utf-8", "surrogateescape").split("\n"):
@@ -961,6 +970,11 @@ def run(argv: list[str]) -> int:
         return _main(argv)
     except Exit as leaving:
         return leaving.status
+    except subprocess.TimeoutExpired as expired:
+        # FreeBSD's sysrc would wait for ever on an rc.conf that never ends
+        what = " ".join(str(word) for word in expired.cmd[:2])
+        _err(f"{PROGRAM}: {what}: gave up after {TIMEOUT} seconds\n")
+        return FAILURE
 
 
 def _main(argv: list[str]) -> int:
