@@ -77,6 +77,14 @@ def _unset(name: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    try:
+        return _main(argv)
+    except KernelError as error:
+        sys.stderr.write(f"{PROGRAM}: {error}\n")
+        return 1
+
+
+def _main(argv: list[str]) -> int:
     flags: set[str] = set()
     options = GetOpt(argv, "hlNqsuv")
     try:

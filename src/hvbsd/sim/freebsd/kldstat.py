@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from hvbsd.sim.freebsd._common import GetOpt, UsageError, kernel, strerror
+from hvbsd.sim.kernel import KernelError
 
 PROGRAM = "kldstat"
 USAGE = "usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]\n"
@@ -93,6 +94,14 @@ def _line(entry: LoadedFile, verbose: bool) -> str:
 
 
 def main(argv: list[str]) -> int:
+    try:
+        return _main(argv)
+    except KernelError as error:
+        sys.stderr.write(f"{PROGRAM}: {error}\n")
+        return 1
+
+
+def _main(argv: list[str]) -> int:
     flags: dict[str, str] = {}
     options = GetOpt(argv, "dhi:m:n:qv")
     try:
