@@ -108,3 +108,9 @@ def test_a_header_takes_the_rest_of_its_word(run_command):
     # FreeBSD's ps: "pid=,command=" is pid headed ",command="
     result = run_command("ps", "-o", "pid=,command=", "-p", "999999")
     assert result.stdout == ",command=\n"
+
+
+def test_a_simulated_command_is_named_as_freebsd_names_it(run_command):
+    listed = run_command("ps", "-ww", "-o", "pid=", "-o", "comm=", "-o", "command=", "-ax")
+    own = [line.split(None, 2) for line in listed.stdout.splitlines() if " /bin/ps " in line]
+    assert own and all(row[1] == "ps" for row in own)

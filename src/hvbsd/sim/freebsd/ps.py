@@ -114,6 +114,9 @@ def processes() -> list[Process]:
             if line.startswith("Uid:"):
                 uid = int(line.split()[1])
         argv = [a.decode(errors="replace") for a in cmdline.split(b"\0")[:-1]] if cmdline else []
+        shown = shown_argv(argv, comm)
+        if shown and argv and shown[0] != argv[0] and shown[0].startswith("/"):
+            comm = os.path.basename(shown[0])[:19]  # p_comm: the program exec'd, MAXCOMLEN
         found.append(
             Process(
                 pid=int(entry),
@@ -125,7 +128,7 @@ def processes() -> list[Process]:
                 state=fields[0],
                 uid=uid,
                 comm=comm,
-                argv=shown_argv(argv, comm),
+                argv=shown,
                 ticks=int(fields[11]) + int(fields[12]),
                 nice=int(fields[16]),
                 vsz=int(fields[20]) // 1024,
