@@ -351,3 +351,37 @@ def test_a_short_read_is_dropped_and_the_daemon_keeps_serving(running: Guest) ->
     running.driver._send(simwire.encode(simwire.KIND_OPEN, 0))
     assert running.transact(host.host_get(0, "x"))[0] == Status.S_CONT
     assert running.processes[0].poll() is None
+
+
+def test_the_apply_command_gets_the_changed_interface_after_rc_conf_changed(
+        guest: Guest) -> None:
+    record = guest.root / "applied"
+    script = guest.root / "apply"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{record}'\n")
+    script.chmod(0o755)
+    guest.start("--apply-command", f"{script} restart")
+    assert host.command(guest.driver, ["set-ip", HN0_MAC, "10.0.0.50/24"]) == (0, "")
+    assert record.read_text() == "restart hn0\n"
+    assert 'ifconfig_hn0="inet 10.0.0.50/24"' in guest.rc_conf.read_text()
+
+
+def test_a_failing_apply_command_tells_the_host_e_fail(guest: Guest) -> None:
+    guest.start("--apply-command", "/bin/false")
+    code, text = host.command(guest.driver, ["set-ip", HN0_MAC, "10.0.0.50/24"])
+    assert code == 1 and "E_FAIL" in text
+    # the managed block was written before the command ran; the next boot uses it
+    assert 'ifconfig_hn0="inet 10.0.0.50/24"' in guest.rc_conf.read_text()
+
+
+def test_the_sim_kvp_command_speaks_for_the_host(running: Guest) -> None:
+    driver = running.driver
+    assert host.command(driver, ["set", "external", "Role", "db"]) == (0, "")
+    assert host.command(driver, ["get", "external", "Role"]) == (0, "db")
+    assert host.command(driver, ["enum", "0"]) == (0, "Role=db")
+    assert host.command(driver, ["delete", "0", "Role"]) == (0, "")
+    assert host.command(driver, ["get", "0", "Role"]) == (1, "the guest answered S_CONT")
+    code, text = host.command(driver, ["ip", HN0_MAC])
+    assert code == 0 and "addresses: 10.0.0.4;" in text and "dhcp: enabled" in text
+    for bad in ([], ["get", "nopool", "k"], ["frobnicate"], ["set", "0", "k"]):
+        code, text = host.command(driver, bad)
+        assert code == 2 and ("usage" in text or "pool" in text), (bad, text)
