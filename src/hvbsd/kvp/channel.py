@@ -78,7 +78,13 @@ class Channel(abc.ABC):
 
 
 class DeviceChannel(Channel):
-    """``/dev/hv_kvp_dev`` with read(2)/write(2)."""
+    """``/dev/hv_kvp_dev`` with pread(2)/pwrite(2) at offset 0.
+
+    Offset 0 matters: ``hv_kvp_dev_daemon_read`` copies
+    ``BUFFERSIZE + 1 - uio_offset`` bytes at most, and a plain read(2) of a
+    character device advances the file offset, so a second read(2) would get
+    one byte. The stock daemon uses pread/pwrite at 0 for that reason.
+    """
 
     def __init__(self, path: str = DEVICE) -> None:
         super().__init__(path)
