@@ -65,7 +65,7 @@ def test_lab_run_two_guests_passes_and_writes_the_report(lab_env, tmp_path, rele
                 "test_vf_attach_builds_a_failover_lagg_hn_first_vf_active_address_moved",
                 "test_vf_detach_keeps_the_address_on_the_lagg_via_hn",
                 "test_vf_reattach_adds_the_vf_to_the_same_lagg",
-                "test_migrate_replaces_the_vf_with_another_drivers_and_keeps_the_address",
+                "test_migrate_lands_on_another_nic_family_mce_to_mana_and_keeps_the_address",
                 "test_vss_daemon_reports_thawed"} <= names
         svgs = sorted(p.name for p in (report / "timelines").glob(f"{guest}-*.svg"))
         assert [s.split("-", 2)[2] for s in svgs] == [
