@@ -56,6 +56,11 @@ EVENTS = {
     "ifattach": "!system=ETHERNET subsystem=mce0 type=IFATTACH",
     "vf-up": "!system=HYPERV_NIC_VF subsystem=hn0 type=VF_UP",
     "vf-ifnet-attach": "!system=IFNET subsystem=mce0 type=ATTACH",
+    "mana-ifattach": "!system=ETHERNET subsystem=mana0 type=IFATTACH",
+    "mana-ifnet-attach": "!system=IFNET subsystem=mana0 type=ATTACH",
+    # the stock rule would start dhclient on a lagg port (ifconfig_DEFAULT="SYNCDHCP")
+    "vf-link-up": "!system=IFNET subsystem=mce0 type=LINK_UP",
+    "mana-link-up": "!system=IFNET subsystem=mana0 type=LINK_UP",
 }
 LAGG_ONLY_EVENTS = {
     "hn-link-up": "!system=IFNET subsystem=hn0 type=LINK_UP",
