@@ -252,3 +252,55 @@ def test_obsolete_ipv6_enable_warns_and_becomes_activate_all(guest_root, kernel_
 def test_new_sysctls_rc_reads(guest_root):
     result = guest_root.sh("sysctl -n net.inet6.ip6.dad_count security.jail.jailed")
     assert result.stdout == "1\n0\n", result.stderr
+
+
+SLEEPER = """#!/bin/sh
+# PROVIDE: sleeper
+. /etc/rc.subr
+name="sleeper"
+desc="Sleeps"
+rcvar="sleeper_enable"
+command="/bin/sleep"
+command_args="300 &"
+set_rcvar sleeper_length 300 "How long to sleep^^in seconds"
+load_rc_config $name
+: "${sleeper_enable:=NO}"
+run_rc_command "$1"
+"""
+
+
+def test_service_enable_disable_delete_go_through_sysrc(guest_root):
+    guest_root.write("/etc/rc.conf", 'hostname="g1"\n')
+    guest_root.write("/usr/local/etc/rc.d/sleeper", SLEEPER, 0o755)
+    result = guest_root.sh(
+        "service sleeper enable; echo rc=$?; grep sleeper /etc/rc.conf;"
+        "service sleeper disable; echo rc=$?; service sleeper delete; echo rc=$?;"
+        "grep -c sleeper /etc/rc.conf"
+    )
+    assert result.stdout.splitlines() == [
+        "sleeper enabled in /etc/rc.conf",
+        "rc=0",
+        'sleeper_enable="YES"',
+        "sleeper disabled in /etc/rc.conf",
+        "rc=0",
+        "sleeper_enable deleted in /etc/rc.conf",
+        "rc=0",
+        "0",
+    ], result.stderr
+
+
+def test_rcvar_lists_declared_variables_with_their_descriptions(guest_root):
+    guest_root.write("/etc/rc.conf", 'sleeper_enable="YES"\n')
+    guest_root.write("/usr/local/etc/rc.d/sleeper", SLEEPER, 0o755)
+    result = guest_root.sh("service sleeper rcvar")
+    assert result.stdout.splitlines() == [
+        "# sleeper : Sleeps",
+        "#",
+        'sleeper_enable="YES"',
+        '#   (default: "")',
+        'sleeper_length="300"',
+        "# - How long to sleep",
+        "#   in seconds",
+        '#   (default: "300")',
+        "",
+    ], result.stderr
