@@ -304,3 +304,14 @@ def test_rcvar_lists_declared_variables_with_their_descriptions(guest_root):
         '#   (default: "300")',
         "",
     ], result.stderr
+
+
+def test_syncdhcp_with_options_comes_up_and_gets_its_lease(guest_root, kernel_dir):
+    # ifconfig_up applies the options, brings hn0 up, then runs dhclient
+    # synchronously (dhclient would bring it up itself too)
+    guest_root.write("/etc/rc.conf", 'ifconfig_hn0="SYNCDHCP mtu 9000"\n')
+    result = guest_root.sh("/etc/rc.d/netif start hn0 > /dev/null; service dhclient status hn0")
+    assert result.stdout.startswith("dhclient is running as pid "), result.stderr
+    hn0 = interface(kernel_dir, "hn0")
+    assert hn0.is_up and hn0.mtu == 9000
+    assert [a.address for a in hn0.inet] == ["10.0.0.4"]
