@@ -315,3 +315,51 @@ def test_syncdhcp_with_options_comes_up_and_gets_its_lease(guest_root, kernel_di
     hn0 = interface(kernel_dir, "hn0")
     assert hn0.is_up and hn0.mtu == 9000
     assert [a.address for a in hn0.inet] == ["10.0.0.4"]
+
+
+# The functions FreeBSD's libexec/rc/network.subr and rc.subr define that the
+# simulator's carry too (netgraph's ng_*, veriexec, service jails and
+# boottrace are left out: a simulated guest has none of them).
+NETWORK_SUBR_FUNCTIONS = (
+    "ifn_start ifn_stop ifn_vnetup ifn_vnetdown ifn_vnet0 ifconfig_up ifconfig_down "
+    "get_if_var _ifconfig_getargs ifconfig_getargs autoif dhcpif syncdhcpif wpaif hostapif "
+    "vnetif afexists noafif ipv6if ipv6_autoconfif ifexists ipv4_up ipv6_up ipv4_down "
+    "ipv6_down ifalias ifalias_expand_addr ifalias_expand_addr_inet "
+    "ifalias_af_common_handler ifalias_af_common ipv6_prefix_hostid_addr_common "
+    "ipv6_accept_rtadv_up ipv6_accept_rtadv_down ifscript_up ifscript_down wlan_up "
+    "wlan_down clone_up clone_down childif_create childif_destroy ifnet_rename "
+    "list_net_interfaces get_default_if hexdigit hexprint is_wired_interface "
+    "network6_getladdr"
+)
+RC_SUBR_FUNCTIONS = (
+    "dot vdot sdot Exists have rc_log rc_trace list_vars set_rcvar set_rcvar_obsolete "
+    "force_depend checkyesno reverse_list stop_boot check_pidfile check_process "
+    "_find_processes wait_for_pids get_pidfile_from_conf check_startmsgs startmsg "
+    "run_rc_command _run_rc_offcmd _run_rc_precmd _run_rc_postcmd _run_rc_setup "
+    "_run_rc_doit _run_rc_notrunning _run_rc_killcmd run_rc_script run_rc_scripts "
+    "load_rc_config load_rc_config_var rc_usage err warn info debug load_kld ltr "
+    "check_required_before check_required_after check_jail check_kern_features "
+    "check_namevarlist DebugOn DebugOff safe_dot"
+)
+
+
+def test_rc_subr_and_network_subr_define_freebsds_functions(guest_root):
+    names = f"{NETWORK_SUBR_FUNCTIONS} {RC_SUBR_FUNCTIONS}"
+    result = guest_root.sh(
+        ". /etc/rc.subr; . /etc/network.subr;"
+        f"for f in {names}; do type $f >/dev/null 2>&1 || echo missing $f; done; echo end"
+    )
+    assert result.stdout == "end\n", result.stderr
+
+
+def test_list_vars_and_load_rc_config_var(guest_root):
+    guest_root.write("/etc/rc.conf", 'ifconfig_hn0_alias1="a"\nifconfig_hn0_alias0="b"\n')
+    guest_root.write("/etc/rc.conf.d/demo", 'z="demo\'s"\nleak="no"\n')
+    result = guest_root.sh(
+        ". /etc/rc.subr; load_rc_config; list_vars 'ifconfig_hn0_alias*' | sort;"
+        'load_rc_config_var demo z; echo "z=$z leak=${leak-unset}"'
+    )
+    # only the variable asked for comes back from demo's rc.conf.d file
+    assert result.stdout == (
+        "ifconfig_hn0_alias0\nifconfig_hn0_alias1\nz=demo's leak=unset\n"
+    ), result.stderr
