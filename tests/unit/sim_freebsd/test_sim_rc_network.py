@@ -363,3 +363,21 @@ def test_list_vars_and_load_rc_config_var(guest_root):
     assert result.stdout == (
         "ifconfig_hn0_alias0\nifconfig_hn0_alias1\nz=demo's leak=unset\n"
     ), result.stderr
+
+
+def test_hostile_interface_names_from_devd_run_no_code(guest_root):
+    guest_root.write("/etc/rc.conf", 'ifconfig_DEFAULT="DHCP"\n')
+    # /var is the guest root's own layer: nothing of this may reach the host
+    hostile = ["x;touch /var/p1", "$(touch /var/p2)", "`touch /var/p3`", "../../../var/p4"]
+    script = ""
+    for name in hostile:
+        quoted = "'" + name.replace("'", "'\\''") + "'"
+        script += (
+            f"/etc/pccard_ether {quoted} start; echo rc=$?;"
+            f"/etc/rc.d/dhclient quietstart {quoted}; echo rc=$?;"
+            f"/etc/rc.d/netif quietstart {quoted}; echo rc=$?;"
+        )
+    result = guest_root.sh(script + "ls /var | grep -c '^p[0-9]'; ls /var/run/dhclient")
+    assert result.stdout.splitlines() == ["rc=1"] * 12 + ["0"], result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 12
+    assert all("not an interface name: " in line for line in result.stderr.splitlines())
