@@ -381,3 +381,29 @@ def test_hostile_interface_names_from_devd_run_no_code(guest_root):
     assert result.stdout.splitlines() == ["rc=1"] * 12 + ["0"], result.stdout + result.stderr
     assert len(result.stderr.splitlines()) == 12
     assert all("not an interface name: " in line for line in result.stderr.splitlines())
+
+
+def test_ipv4_addrs_and_ifconfig_aliases_are_aliases_too(guest_root, kernel_dir):
+    guest_root.write(
+        "/etc/rc.conf",
+        'ifconfig_hn1_aliases="inet 10.4.1.1/32 inet6 2001:db8:4::1 prefixlen 64"\n'
+        'ipv4_addrs_hn1="10.4.0.5/24 10.4.0.8-9/24"\n'
+        'ifconfig_hn1_alias0="10.4.2.1/32"\n',
+    )
+    result = guest_root.sh(SUBR + "ipv4_up hn1; echo rc=$?")
+    assert result.stdout == "rc=0\n"
+    # an alias without the inet keyword still works, with a warning
+    assert (
+        '/bin/sh: WARNING: $ifconfig_hn1_alias0 needs leading "inet" keyword for an IPv4'
+        " address.\n"
+    ) in result.stderr
+    hn1 = interface(kernel_dir, "hn1")
+    assert [(a.address, a.prefixlen) for a in hn1.inet] == [
+        ("10.4.1.1", 32),
+        ("10.4.2.1", 32),
+        ("10.4.0.5", 24),
+        ("10.4.0.8", 24),
+        ("10.4.0.9", 32),
+    ]
+    # inet6 aliases wait for ipv6_up, which needs IPv6 configuration
+    assert hn1.inet6 == []
