@@ -407,3 +407,27 @@ def test_ipv4_addrs_and_ifconfig_aliases_are_aliases_too(guest_root, kernel_dir)
     ]
     # inet6 aliases wait for ipv6_up, which needs IPv6 configuration
     assert hn1.inet6 == []
+
+
+def test_ipv6_alias_ranges_expand_in_hexadecimal(guest_root, kernel_dir):
+    guest_root.write(
+        "/etc/rc.conf",
+        'ifconfig_hn1_ipv6="inet6 2001:db8:5::1 prefixlen 64"\n'
+        'ifconfig_hn1_alias0="inet6 2001:db8:6::9-b prefixlen 64"\n'
+        'ifconfig_hn1_alias1="inet6 2001:db8:7::fffe-ffff/80"\n',
+    )
+    result = guest_root.sh("/etc/rc.d/netif start hn1 >/dev/null; echo rc=$?")
+    assert result.stdout == "rc=0\n", result.stderr
+    addresses = [
+        (a.address, a.prefixlen)
+        for a in interface(kernel_dir, "hn1").inet6
+        if not a.address.startswith("fe80:")
+    ]
+    assert addresses == [
+        ("2001:db8:5::1", 64),
+        ("2001:db8:6::9", 64),
+        ("2001:db8:6::a", 64),
+        ("2001:db8:6::b", 64),
+        ("2001:db8:7::fffe", 80),
+        ("2001:db8:7::ffff", 80),
+    ]
