@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hvbsd.kvp.cli import archive_bytes as kvpd_archive_bytes
 from hvbsd.render import render_host
 from hvbsd.vss.cli import archive_bytes
 
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 DAEMON = "/usr/local/sbin/hvbsd_vssd"
 MANPAGE = "/usr/local/share/man/man8/hvbsd_vssd.8"
+KVPD = "/usr/local/sbin/hvbsd_kvpd"
+KVPD_MANPAGE = "/usr/local/share/man/man8/hvbsd_kvpd.8"
 RC_CONF = "/etc/rc.conf"
 # Everything a deploy may touch; the snapshots cover all of it.
 WATCHED = ("/etc", "/usr/local/etc", "/usr/local/libexec", "/usr/local/sbin",
@@ -256,12 +259,41 @@ def test_an_upgrade_changes_exactly_the_files_it_affects(lab, deployed):
         old_files, new_files = expected_files(old), expected_files(new)
         affected = {path for path in set(old_files) | set(new_files)
                     if old_files.get(path) != new_files.get(path)}
+        if change.get("hyperv_guest_kvp", "hvbsd") != "hvbsd":
+            affected |= {KVPD, KVPD_MANPAGE}  # the daemon goes with its rc.d script
         before = snapshot(guest)
         converged(lab["deploy"].run("d1", new), "d1")
         assert changed_paths(before, snapshot(guest)) == affected, change
         assert_guest_matches_render(guest, new)
         old = new
     converged(lab["deploy"].run("d1", baseline(lab)), "d1")
+
+
+def test_each_kvp_choice_installs_its_daemon_and_rules_and_removes_the_others(lab, deployed):
+    """hvbsd: hvbsd_kvpd (the controller's bundle), its manual page, rc.d script and
+    flags, and devd rules that start it; stock and off: none of those files, and the
+    devd rules start hv_kvp_daemon or nothing."""
+    guest, variables = deployed
+    for choice in ("hvbsd", "stock", "off", "hvbsd"):
+        chosen = {**variables, "hyperv_guest_kvp": choice}
+        converged(lab["deploy"].run("d1", chosen), "d1")
+        assert_guest_matches_render(guest, chosen)
+        wanted = choice == "hvbsd"
+        for path in (KVPD, KVPD_MANPAGE, "/usr/local/etc/rc.d/hvbsd_kvpd",
+                     "/etc/rc.conf.d/hvbsd_kvpd"):
+            assert guest.path(path).exists() is wanted, (choice, path)
+        rules = guest.path("/usr/local/etc/devd/hvbsd.conf").read_text()
+        assert ("service hvbsd_kvpd quietstart" in rules) is wanted
+        assert ('action "/usr/sbin/hv_kvp_daemon"' in rules) is (choice == "stock")
+        if wanted:
+            assert guest.path(KVPD).read_bytes() == kvpd_archive_bytes()
+            assert guest.path(KVPD_MANPAGE).read_bytes() == \
+                (REPO / "docs" / "hvbsd_kvpd.8").read_bytes()
+            assert snapshot(guest)[KVPD][:3] == [oct(0o100755), 0, 0]
+            flags = guest.path("/etc/rc.conf.d/hvbsd_kvpd").read_text()
+            assert 'hvbsd_kvpd_flags="--lookup hvbsd --set-ip managed"' in flags
+        again = lab["deploy"].run("d1", chosen)
+        assert converged(again, "d1")["changed"] == 0, again.stdout
 
 
 def test_removing_an_interfaces_vfup_settings_removes_its_script(lab, deployed):

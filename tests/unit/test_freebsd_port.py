@@ -132,13 +132,18 @@ def role_installed_paths() -> dict[str, str]:
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     manifest = yaml.safe_load((ROOT / "templates" / "manifest.yml").read_text())
+    # the role installs each of its daemons (__hyperv_vss_daemons) under these
+    # names; this port is hvbsd_vssd's (sysutils/hvbsd-kvpd is hvbsd_kvpd's)
+    daemon = "hvbsd_vssd"
+    assert daemon in [entry["name"] for entry in role_vars["__hyperv_vss_daemons"]]
+    assert role_vars["__hyperv_vss_daemon_path"] == "/usr/local/sbin/{{ __hyperv_vss_daemon }}"
     paths = {
-        role_vars["__hyperv_vss_daemon_path"]: "file",
-        role_vars["__hyperv_vss_manpage_path"]: "manpage",
+        f"{LOCALBASE}/sbin/{daemon}": "file",
+        f"{LOCALBASE}/share/man/man8/{daemon}.8": "manpage",
         defaults["hyperv_vss_hooks_dir"]: "dir",
     }
     for output in manifest["outputs"]:
-        if output["role"] == "hyperv_vss":
+        if output["role"] == "hyperv_vss" and output["restart"] == daemon:
             paths[output["path"]] = "file"
     return paths
 

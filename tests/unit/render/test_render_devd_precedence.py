@@ -96,7 +96,7 @@ def _ethernet(interface: str) -> str:
 
 
 CHOICES = list(itertools.product(["lagg", "transparent"], ["hvbsd", "stock", "none"],
-                                 ["stock", "off"]))
+                                 ["hvbsd", "stock", "off"]))
 
 
 @pytest.mark.parametrize("release", RELEASES, ids=lambda r: r.name)
@@ -153,7 +153,12 @@ def test_hvbsd_rules_run_what_the_choice_says(mode, vss, kvp):
     assert commands("vss-destroy") == {
         "hvbsd": ("/usr/sbin/service hvbsd_vssd onestop",),
         "stock": ("/bin/pkill -x hv_vss_daemon",), "none": ()}[vss]
-    assert commands("kvp-create") == (("/usr/sbin/hv_kvp_daemon",) if kvp == "stock" else ())
+    assert commands("kvp-create") == {
+        "hvbsd": ("/usr/sbin/service hvbsd_kvpd quietstart",),
+        "stock": ("/usr/sbin/hv_kvp_daemon",), "off": ()}[kvp]
+    assert commands("kvp-destroy") == {
+        "hvbsd": ("/usr/sbin/service hvbsd_kvpd onestop",),
+        "stock": ("/bin/pkill -x hv_kvp_daemon",), "off": ()}[kvp]
     assert commands("ifattach") == (
         ("/usr/local/libexec/hvbsd/hyperv_vfattach $subsystem 0",) if mode == "lagg" else ())
     assert commands("vf-up") == (

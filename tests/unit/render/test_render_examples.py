@@ -101,7 +101,8 @@ def test_manifest_lists_existing_templates_with_valid_restarts(root):
     manifest = load_manifest()
     for output in manifest.outputs:
         assert (root / "templates" / output.template).is_file(), output.template
-        assert output.restart in {"devd", "hvbsd_vssd", "reboot", "none"}, output.name
+        assert output.restart in {"devd", "hvbsd_vssd", "hvbsd_kvpd", "reboot", "none"}, \
+            output.name
         assert output.role in {"hyperv_guest", "hyperv_vss"}, output.name
         assert output.path.startswith("/"), output.name
 
@@ -112,3 +113,25 @@ def test_vss_choice_decides_whether_the_daemon_files_exist(mode):
         files = render_host({"hyperv_guest_mode": mode, "hyperv_guest_vss_daemon": choice})
         assert ("/usr/local/etc/rc.d/hvbsd_vssd" in files) is wanted
         assert ("/etc/rc.conf.d/hvbsd_vssd" in files) is wanted
+
+
+@pytest.mark.parametrize("mode", ["lagg", "transparent"])
+def test_kvp_choice_decides_whether_the_kvpd_files_exist(mode):
+    for choice, wanted in (("hvbsd", True), ("stock", False), ("off", False)):
+        files = render_host({"hyperv_guest_mode": mode, "hyperv_guest_kvp": choice})
+        assert ("/usr/local/etc/rc.d/hvbsd_kvpd" in files) is wanted
+        assert ("/etc/rc.conf.d/hvbsd_kvpd" in files) is wanted
+        if wanted:
+            flags = files["/etc/rc.conf.d/hvbsd_kvpd"].content.decode()
+            assert 'hvbsd_kvpd_flags="--lookup hvbsd --set-ip managed"' in flags
+
+
+def test_kvp_is_hvbsd_by_default_in_both_modes():
+    for mode in ("lagg", "transparent"):
+        assert "/usr/local/etc/rc.d/hvbsd_kvpd" in render_host({"hyperv_guest_mode": mode})
+
+
+def test_kvp_set_ip_off_reaches_the_daemon_flags():
+    files = render_host({"hyperv_vss_kvp_set_ip": "off", "hyperv_vss_debug": True})
+    assert 'hvbsd_kvpd_flags="--lookup hvbsd --set-ip off -d"' in \
+        files["/etc/rc.conf.d/hvbsd_kvpd"].content.decode()

@@ -148,6 +148,13 @@ def test_sourcing_accepted_output_sets_only_intended_variables(tmp_path, variabl
         for glob in variables.get("hyperv_vss_exclude", []):
             assert f"--exclude '{glob}'" in daemon["hvbsd_vssd_flags"]
 
+    if "/etc/rc.conf.d/hvbsd_kvpd" in files:
+        daemon, stderr = _source_in_clean_sh(tmp_path, files["/etc/rc.conf.d/hvbsd_kvpd"]
+                                             .content.decode())
+        assert stderr == "" and not (tmp_path / "canary.log").exists()
+        assert set(daemon) == {"hvbsd_kvpd_enable", "hvbsd_kvpd_flags"}
+        assert daemon["hvbsd_kvpd_flags"].split()[:2] == ["--lookup", "hvbsd"]
+
     loader = files["/boot/loader.conf.d/hvbsd.conf"].content.decode().splitlines()
     settings_lines = [line for line in loader if not line.startswith("#")]
     assert all(re.fullmatch(r'[a-z_][a-z0-9_.]*="[A-Z0-9a-z]*"', line) for line in settings_lines)
