@@ -20,6 +20,7 @@ PARTS = (
     "hvbsd.render.cli",
     "hvbsd.devd.cli",
     "hvbsd.vss.cli",
+    "hvbsd.kvp.cli",
     "hvbsd.sim.cli",
     "hvbsd.lab.cli",
     "hvbsd.check",

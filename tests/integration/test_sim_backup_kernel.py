@@ -75,7 +75,8 @@ def test_devices_are_sockets_in_the_guests_dev_and_devd_was_told(bare):
     dispatched = host.call(bare, {"op": "status"})["dispatched"]
     assert {d["event"] for d in dispatched} == {
         "!system=DEVFS subsystem=CDEV type=CREATE cdev=hv_fsvss_dev",
-        "!system=DEVFS subsystem=CDEV type=CREATE cdev=hv_appvss_dev"}
+        "!system=DEVFS subsystem=CDEV type=CREATE cdev=hv_appvss_dev",
+        "!system=DEVFS subsystem=CDEV type=CREATE cdev=hv_kvp_dev"}  # the host's KVP driver
 
 
 def test_request_before_the_daemon_ever_opened_is_not_answered(bare):

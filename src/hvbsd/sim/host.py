@@ -7,13 +7,17 @@ running guest can have one host process (``hvbsd sim host start GUEST``)::
     <state>/host.sock    its control socket (JSON lines)
     <state>/host.log     what it did (driver events, devd dispatches)
     <state>/dev/hv_fsvss_dev, hv_appvss_dev     the VSS devices (hyperv_vss.VssDriver)
+    <state>/dev/hv_kvp_dev       the KVP device (hyperv_kvp.KvpDriver)
     <state>/kernel/fs.sock   the filesystem service (/var/run/hvbsd-sim/fs.sock inside)
 
-On start it attaches the driver: the devices appear and devd gets DEVFS CDEV
+On start it attaches the drivers: the devices appear and devd gets DEVFS CDEV
 CREATE through the guest's own rules (:func:`hvbsd.sim.devd_guest.dispatch`),
-so the installed rule starts the daemon. On stop it detaches: the openers are
-killed as the driver's detach does, devd gets DESTROY. It exits by itself
-when the guest's holder goes, and ``Guest.stop``/``destroy`` stop it first.
+so the installed rules start the daemons (hv_kvp.c's ``hv_kvp_attach`` makes
+``hv_kvp_dev`` with make_dev_p; sys/kern/kern_conf.c ``notify_create`` then
+sends ``devctl_notify("DEVFS", "CDEV", "CREATE", "cdev=hv_kvp_dev")``, and
+``destroy_dev`` the DESTROY, ``notify_destroy``). On stop it detaches: the openers are killed as
+the drivers' detach does, devd gets DESTROY. It exits by itself when the
+guest's holder goes, and ``Guest.stop``/``destroy`` stop it first.
 
 Control requests (one JSON object per line, one reply line each)::
 
@@ -22,6 +26,9 @@ Control requests (one JSON object per line, one reply line each)::
         -> {"ok": true, "status": "HV_S_OK" | "HV_E_FAIL" | null, "latency": S, ...}
            (status null: no reply within the host's timeout)
     {"op": "events", "since": N}           -> {"ok": true, "events": [...], "next": M}
+    {"op": "kvp", "argv": ["ip", MAC]}     -> {"ok": true, "status": 0|1|2, "text": ".."}
+           (the host's KVP request, :func:`hvbsd.sim.hyperv_kvp.command`)
+    {"op": "kvp_events", "since": N}       -> like "events", of the KVP driver
     {"op": "stop", "graceful": true}       -> {"ok": true}, then the process exits
 
 ``backup(guest, ...)`` plays the host's backup sequence against it.
@@ -35,13 +42,14 @@ import fcntl
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hvbsd.sim import namespace
 from hvbsd.sim.guest import Guest, GuestError
@@ -91,6 +99,94 @@ class HostProcess:
             and namespace.pid_namespace_of(pid) == holder_namespace)
         self.control = bind_unix(guest.state_dir / CONTROL)
         self.loop.add_reader(self.control, self._accept)
+        from hvbsd.sim.hyperv_kvp import KvpDriver
+
+        self.kvp = KvpDriver(self.loop, guest.state_dir / "dev", adapters=self._kvp_adapters)
+        # work handed to the loop's thread by the threads that run `kvp` requests
+        self.posted: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.wake_read, self.wake_write = socket.socketpair()
+        self.wake_read.setblocking(False)
+        self.wake_write.setblocking(False)
+        self.loop.add_reader(self.wake_read, self._run_posted)
+
+    # KVP
+
+    def _kvp_adapters(self) -> Dict[str, str]:
+        """VMBus instance GUID -> hn name, for SET_IP_INFO (hv_kvp.c
+        ``hv_kvp_convert_utf16_ipinfo_to_utf8`` compares each hn's channel GUID)."""
+        from hvbsd.sim.hyperv_kvp import adapter_guid
+        from hvbsd.sim.kernel import Kernel
+
+        state = Kernel(self.guest.kernel_dir).snapshot()
+        return {adapter_guid(i.ether): i.name for i in state.interfaces
+                if i.driver == "hn" and i.ether}
+
+    def _kvp_guid(self, mac: str) -> Optional[str]:
+        from hvbsd.sim.hyperv_kvp import adapter_guid
+        from hvbsd.sim.kernel import Kernel
+
+        state = Kernel(self.guest.kernel_dir).snapshot()
+        for interface in state.interfaces:
+            if interface.driver == "hn" and (interface.ether or "").lower() == mac.lower():
+                return adapter_guid(interface.ether or "")
+        return None
+
+    def post(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in the loop's thread (from any thread)."""
+        self.posted.put(work)
+        with contextlib.suppress(OSError):
+            self.wake_write.send(b"x")
+
+    def _run_posted(self) -> None:
+        with contextlib.suppress(OSError):
+            while self.wake_read.recv(4096):
+                pass
+        while True:
+            try:
+                work = self.posted.get_nowait()
+            except queue.Empty:
+                return
+            work()
+
+    def _kvp_request(self, connection: _Control, request: Dict[str, Any]) -> None:
+        """``hyperv_kvp.command`` in a thread: each of its transactions is handed
+        to the driver in the loop's thread, which must not wait for the answer."""
+        from hvbsd.sim import hyperv_kvp
+
+        argv = request.get("argv")
+        if not isinstance(argv, list) or not all(isinstance(w, str) for w in argv) \
+                or len(argv) > 8 or sum(len(w) for w in argv) > 16384:
+            self._reply(connection, {"ok": False, "message": "argv is not a short list of words"})
+            return
+        host = self
+
+        class Proxy:
+            def transact(self, message: bytes, limit: float = 10.0) -> Tuple[int, bytes]:
+                done = threading.Event()
+                got: List[Tuple[int, bytes]] = []
+
+                def answered(status: int, reply: bytes) -> None:
+                    got.append((status, reply))
+                    done.set()
+
+                host.post(lambda: host.kvp.host_request(message, answered))
+                if not done.wait(limit):
+                    raise TimeoutError(f"no answer from the guest within {limit:g} s")
+                return got[0]
+
+        def work() -> None:
+            try:
+                status, text = hyperv_kvp.command(
+                    Proxy(), argv, mac_to_guid=self._kvp_guid)  # type: ignore[arg-type]
+                reply: Dict[str, Any] = {"ok": True, "status": status, "text": text}
+            except Exception as error:  # never the host process's end
+                reply = {"ok": False, "message": f"kvp: {error}"}
+            logging.info("kvp: %s -> %s", " ".join(argv)[:200], reply.get("status"))
+            self.post(lambda: self._reply(connection, reply))
+
+        thread = threading.Thread(target=work, daemon=True)
+        self.dispatches.append(thread)
+        thread.start()
 
     # devd
 
@@ -167,7 +263,8 @@ class HostProcess:
             state = Kernel(self.guest.kernel_dir).snapshot()
             self._reply(connection, {
                 "ok": True, "pid": os.getpid(), "ready": self.ready,
-                "driver": self.driver.status(), "suspended": state.suspended,
+                "driver": self.driver.status(), "kvp": self.kvp.status(),
+                "suspended": state.suspended,
                 "frozen": [m.mountpoint for m in state.mounts if m.fsid in state.suspended],
                 "pool_syncs": state.pool_syncs, "dispatched": self.dispatched})
         elif op == "events":
@@ -176,6 +273,12 @@ class HostProcess:
             self._reply(connection, {"ok": True, "events": events[since:], "next": len(events)})
         elif op == "request":
             self._host_request(connection, request)
+        elif op == "kvp":
+            self._kvp_request(connection, request)
+        elif op == "kvp_events":
+            since = int(request.get("since", 0))
+            events = self.kvp.events
+            self._reply(connection, {"ok": True, "events": events[since:], "next": len(events)})
         elif op == "stop":
             self.stopping = bool(request.get("graceful", True))
             self._reply(connection, {"ok": True})
@@ -216,6 +319,8 @@ class HostProcess:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         self.driver.attach()
+        self.kvp.attach()
+        self._announce("CREATE", "hv_kvp_dev")
         next_check = 0.0
         while self.stopping is None:
             self.loop.run_once(0.2)
@@ -229,11 +334,15 @@ class HostProcess:
                     self.stopping = False
         graceful = bool(self.stopping)
         self.driver.detach(kill=True)
+        self.kvp.detach(kill=True)  # hv_kvp_detach: SIGKILL the opener, destroy_dev
+        self._announce("DESTROY", "hv_kvp_dev")
         deadline = time.monotonic() + STOP_SECONDS
         while graceful and self._dispatching() and time.monotonic() < deadline:
             self.loop.run_once(0.1)  # DESTROY's onestop may need the fs service
         self.fs_service.close()
         self.control.close()
+        self.wake_read.close()
+        self.wake_write.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.guest.state_dir / CONTROL)
         with contextlib.suppress(FileNotFoundError):
@@ -363,6 +472,11 @@ def stop(guest: Guest, graceful: bool = True, timeout: float = STOP_SECONDS) -> 
     with contextlib.suppress(FileNotFoundError):
         os.unlink(guest.state_dir / RECORD)
     return True
+
+
+def kvp(guest: Guest, argv: List[str], timeout: float = 60.0) -> Dict[str, Any]:
+    """One ``hvbsd sim kvp`` request: {"status": exit status, "text": what to print}."""
+    return call(guest, {"op": "kvp", "argv": list(argv)}, timeout)
 
 
 def request(guest: Guest, host_op: str, host_timeout: float = 30.0) -> Dict[str, Any]:

@@ -1,9 +1,11 @@
-"""``hvbsd sim host start|stop|status|request GUEST`` and ``hvbsd sim backup GUEST``."""
+"""``hvbsd sim host start|stop|status|request GUEST``, ``hvbsd sim backup GUEST`` and
+``hvbsd sim kvp GUEST ...``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Callable
 
@@ -32,6 +34,62 @@ a backup already, other: the guest cannot be used
 
 
 _seconds = seconds_up_to(3600)
+
+KVP_EPILOG = """\
+The host's side of Hyper-V's KVP exchange with the guest, through its
+simulated hv_kvp driver (the simulated host is started if it is not
+running; devd's rules then start the guest's KVP daemon):
+
+  get POOL KEY          the value of KEY in POOL (the host reads the guest's
+                        pools: guest, auto)
+  set POOL KEY VALUE    the host writes KEY (the external pool)
+  delete POOL KEY       the host deletes KEY
+  enum POOL             every KEY=VALUE of POOL, as the host enumerates it
+                        (auto: the guest's FQDN, OS and addresses)
+  ip MAC                the addresses the guest reports for the adapter with
+                        that MAC (what Hyper-V Manager shows)
+  set-ip MAC (dhcp | ADDRESS/PREFIX[;...] [GATEWAY])
+                        the host's set-IP request (Hyper-V Replica failover)
+
+POOL: external, guest, auto, auto_external, auto_internal or 0-4.
+
+exit status: 0 the guest answered S_OK, 1 it answered something else,
+nothing in time, or the guest cannot be used, 2 bad input
+"""
+MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+MAX_KVP_WORD = 4096
+
+
+class _Checked(Exception):
+    """The words made a host message: they are valid (raised instead of sending it)."""
+
+
+class _DryDriver:
+    def transact(self, message: bytes, limit: float = 10.0) -> None:
+        raise _Checked()
+
+
+def kvp_usage_problem(words: list[str]) -> str | None:
+    """Why ``words`` are not a ``sim kvp`` request (one line), or None."""
+    from hvbsd.sim import hyperv_kvp
+
+    for word in words:
+        if len(word) > MAX_KVP_WORD:
+            return f"a word of {len(word)} characters (at most {MAX_KVP_WORD})"
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{word.encode('utf-8', 'surrogateescape')[:40]!r} is not UTF-8 text"
+        if "\0" in word:
+            return "a word contains a NUL character"
+    if words and words[0] in ("ip", "set-ip") and len(words) > 1 and not MAC.fullmatch(words[1]):
+        return f"{words[1][:40]!r} is not a MAC address (00:15:5d:0a:0b:0c)"
+    try:
+        status, text = hyperv_kvp.command(_DryDriver(), words,  # type: ignore[arg-type]
+                                          mac_to_guid=lambda mac: "0" * 32)
+    except _Checked:
+        return None
+    return text.splitlines()[0] if status == 2 and text else hyperv_kvp.USAGE
 
 
 def _guarded(verb: str, function: Callable[[argparse.Namespace], int]
@@ -95,6 +153,26 @@ def _request(args: argparse.Namespace) -> int:
     return 0 if reply.get("status") == "HV_S_OK" else 1
 
 
+def _kvp(args: argparse.Namespace) -> int:
+    from hvbsd.sim import host
+
+    problem = kvp_usage_problem(args.words)
+    if problem is not None:
+        sys.stderr.write(f"hvbsd sim kvp: {problem}\n")
+        return 2
+    guest = _guest(args)
+    host.start(guest)
+    reply = host.kvp(guest, args.words)
+    status = int(reply["status"])
+    text = str(reply.get("text", ""))
+    if status == 0:
+        if text:
+            print(text)
+        return 0
+    sys.stderr.write(f"hvbsd sim kvp: {text.splitlines()[0] if text else 'failed'}\n")
+    return status if status in (1, 2) else 1
+
+
 def _backup(args: argparse.Namespace) -> int:
     from hvbsd.sim import host
 
@@ -138,6 +216,16 @@ def register(sim_sub: argparse._SubParsersAction) -> None:
     request.add_argument("--host-timeout", type=_seconds, default=30.0, metavar="S",
                          help="how long the host waits for the reply (default 30)")
     request.set_defaults(func=_guarded("host request", _request))
+
+    kvp = sim_sub.add_parser(
+        "kvp", help="the host's KVP requests to a guest (its addresses, pools, set-IP)",
+        description="Send the Hyper-V host's KVP requests to GUEST through its simulated"
+        " hv_kvp driver and print the guest's answer.",
+        epilog=KVP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(kvp)
+    kvp.add_argument("words", nargs=argparse.REMAINDER, metavar="VERB ...",
+                     help="get|set|delete|enum|ip|set-ip and their arguments")
+    kvp.set_defaults(func=_guarded("kvp", _kvp))
 
     backup = sim_sub.add_parser(
         "backup", help="play the host's VSS backup of a guest, print what the host saw",
