@@ -1,4 +1,5 @@
-"""What hvbsd configured is in effect on the booted host: loader, rc.conf, the VSS daemon."""
+"""What hvbsd configured is in effect on the booted host: loader, rc.conf, the VSS and
+KVP daemons."""
 
 from __future__ import annotations
 
@@ -84,3 +85,16 @@ def test_vss_daemon_reports_thawed(host, hvbsd_variables):
     status = host.run("/usr/local/sbin/hvbsd_vssd --status")
     assert status.rc == 0, f"hvbsd_vssd --status (exit {status.rc}): {status.stdout.strip()}"
     assert "thawed" in status.stdout
+
+
+@pytest.mark.usefixtures("live")
+def test_kvp_daemon_is_enabled_and_answers_where_the_host_offers_kvp(host, hvbsd_variables):
+    if hvbsd_variables.get("hyperv_guest_kvp", "hvbsd") != "hvbsd":
+        pytest.skip("this configuration does not run hvbsd_kvpd")
+    if not host.file("/dev/hv_kvp_dev").exists:
+        pytest.skip("no /dev/hv_kvp_dev: the host offers no KVP service (devd starts"
+                    " hvbsd_kvpd when it appears)")
+    assert host.service("hvbsd_kvpd").is_enabled, "hvbsd_kvpd is not enabled"
+    status = host.run("/usr/local/sbin/hvbsd_kvpd --status")
+    assert status.rc == 0, f"hvbsd_kvpd --status (exit {status.rc}): {status.stdout.strip()}"
+    assert "lookup: hvbsd" in status.stdout, status.stdout

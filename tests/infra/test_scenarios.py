@@ -1,5 +1,7 @@
 """Scenarios played through the simulated Hyper-V host: a backup, VF attach, detach,
-re-attach and a live migration that changes NIC family (mce -> mana).
+re-attach and a live migration that changes NIC family (mce -> mana). After each
+VF change the host's KVP view of hn's adapter (what Hyper-V Manager shows) must
+list the lagg's addresses, where FreeBSD's stock daemon would list none.
 
 The host is driven through the ``hyperv`` fixture, which works the same for a
 simulated guest and a FreeBSD box.  The checks run in file order (backup,
@@ -9,10 +11,12 @@ state it needs, so any one of them can also run alone.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
 
+from hvbsd.kvp.netinfo import parse_ifconfig, stock_lookup
 from hvbsd.lab.hyperv import Unsupported
 from hvbsd.render.engine import argument_specs
 from hvbsd.sim.hyperv_nic import MIGRATES_TO  # the next NIC family: mce -> mana, ...
@@ -98,6 +102,20 @@ class Lagg:
         """Where the hn's IPv4 address is now: the lagg once built, the hn before."""
         return self.ipv4(self.name) if self.exists() else self.ipv4(self.hn)
 
+    def ipv6(self, name: str) -> list[str]:
+        """Global IPv6 addresses (no link-local fe80::)."""
+        if name not in self.interfaces():
+            return []
+        found = re.findall(r"^\s*inet6 (\S+)", self.host.check_output("ifconfig %s", name),
+                           re.MULTILINE)
+        return [address for address in found if not address.lower().startswith("fe80:")]
+
+    def mac(self) -> str:
+        match = re.search(r"^\s*ether (\S+)", self.host.check_output("ifconfig %s", self.hn),
+                          re.MULTILINE)
+        assert match, f"{self.hn} has no MAC address"
+        return match.group(1)
+
     def dhclients(self) -> list[str]:
         """The interfaces a dhclient runs for: its process title is ``dhclient: IF``."""
         found = self.host.run("pgrep -lf dhclient")
@@ -116,6 +134,35 @@ def lagg(host, hvbsd_variables):
     return Lagg(host, hvbsd_variables)
 
 
+def wants_kvp_daemon(variables: dict) -> bool:
+    return variables.get("hyperv_guest_kvp", "hvbsd") == "hvbsd"
+
+
+def assert_host_sees_the_laggs_addresses(hyperv, lagg: Lagg, variables: dict) -> None:
+    """The host's GET_IP_INFO for hn's adapter (its MAC) lists the lagg's IPv4 (and
+    global IPv6) through hvbsd_kvpd, and the stock daemon's lookup over the same
+    ``ifconfig -a`` would list no IPv4: it takes the first interface with that
+    MAC, hn, whose addresses moved to the lagg (hv_kvp_daemon.c kvp_mac_to_if_name,
+    kvp_get_ip_info)."""
+    if not wants_kvp_daemon(variables):
+        return
+    try:
+        seen = hyperv.kvp_ip(lagg.mac())
+    except Unsupported:
+        return
+    ipv4, ipv6 = lagg.ipv4(lagg.name), lagg.ipv6(lagg.name)
+    assert ipv4, f"{lagg.name} has no IPv4 address"
+    addresses = seen.get("addresses", [])
+    for address in ipv4:
+        assert address.split("/")[0] in addresses, f"the host sees {seen}, {lagg.name} has {ipv4}"
+    for address in ipv6:
+        assert address.split("/")[0].split("%")[0] in addresses, f"the host sees {seen}"
+    _, stock = stock_lookup(parse_ifconfig(lagg.host.check_output("ifconfig -a")),
+                            lagg.mac().upper())
+    assert [a.address for a in stock if a.version == 4] == [], (
+        f"the stock lookup would report IPv4 {stock}: the problem this daemon solves is gone")
+
+
 def played(result: dict) -> dict:
     assert result["ok"], f"{result['scenario']}: {'; '.join(result['notes'])}"
     return result
@@ -128,10 +175,15 @@ def ensure_vf(hyperv, lagg: Lagg, attached: bool) -> None:
         played(hyperv.vf_detach(lagg.hn))
 
 
-def test_vf_attach_builds_a_failover_lagg_hn_first_vf_active_address_moved(hyperv, lagg):
+def test_vf_attach_builds_a_failover_lagg_hn_first_vf_active_address_moved(hyperv, lagg,
+                                                                           hvbsd_variables):
     ensure_vf(hyperv, lagg, attached=False)
     address = lagg.address()
     assert address, f"{lagg.hn} has no IPv4 address before the VF comes"
+    if wants_kvp_daemon(hvbsd_variables) and not lagg.exists():
+        with contextlib.suppress(Unsupported):  # before any lagg: the hn's own address
+            seen = hyperv.kvp_ip(lagg.mac())
+            assert set(address) <= set(seen.get("addresses", [])), f"the host sees {seen}"
 
     played(hyperv.vf_attach(lagg.hn))
 
@@ -145,9 +197,10 @@ def test_vf_attach_builds_a_failover_lagg_hn_first_vf_active_address_moved(hyper
     assert lagg.ipv4(lagg.name) == address, f"{lagg.name} has {lagg.ipv4(lagg.name)}"
     assert lagg.ipv4(lagg.hn) == [], f"{lagg.hn} kept {lagg.ipv4(lagg.hn)}"
     lagg.assert_no_dhclient_on_a_vf()
+    assert_host_sees_the_laggs_addresses(hyperv, lagg, hvbsd_variables)
 
 
-def test_vf_detach_keeps_the_address_on_the_lagg_via_hn(hyperv, lagg):
+def test_vf_detach_keeps_the_address_on_the_lagg_via_hn(hyperv, lagg, hvbsd_variables):
     ensure_vf(hyperv, lagg, attached=True)
     address = lagg.ipv4(lagg.name)
     assert address
@@ -160,6 +213,7 @@ def test_vf_detach_keeps_the_address_on_the_lagg_via_hn(hyperv, lagg):
     assert [name for name, _ in lagg.ports()] == [lagg.hn]
     assert lagg.ipv4(lagg.name) == address, "the address left the lagg with the VF"
     lagg.assert_no_dhclient_on_a_vf(*old)
+    assert_host_sees_the_laggs_addresses(hyperv, lagg, hvbsd_variables)
 
 
 def test_vf_reattach_adds_the_vf_to_the_same_lagg(hyperv, lagg):
@@ -179,7 +233,8 @@ def test_vf_reattach_adds_the_vf_to_the_same_lagg(hyperv, lagg):
     lagg.assert_no_dhclient_on_a_vf()
 
 
-def test_migrate_lands_on_another_nic_family_mce_to_mana_and_keeps_the_address(hyperv, lagg):
+def test_migrate_lands_on_another_nic_family_mce_to_mana_and_keeps_the_address(
+        hyperv, lagg, hvbsd_variables):
     ensure_vf(hyperv, lagg, attached=True)
     old = lagg.vfs()
     address = lagg.ipv4(lagg.name)
@@ -198,3 +253,4 @@ def test_migrate_lands_on_another_nic_family_mce_to_mana_and_keeps_the_address(h
     assert old[0] not in lagg.interfaces(), f"{old[0]} is still there"
     assert lagg.ipv4(lagg.name) == address
     lagg.assert_no_dhclient_on_a_vf(*old)
+    assert_host_sees_the_laggs_addresses(hyperv, lagg, hvbsd_variables)

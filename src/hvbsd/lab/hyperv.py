@@ -3,7 +3,7 @@
 ``for_host(host)`` picks the implementation from testinfra's backend:
 
 - ``hvbsd-sim://`` guests: hvbsd's simulator APIs on the controller
-  (``hvbsd.sim.host.backup``, ``hvbsd.sim.hyperv_nic``);
+  (``hvbsd.sim.host.backup``, ``hvbsd.sim.host.kvp``, ``hvbsd.sim.hyperv_nic``);
 - any other host (a FreeBSD box of the vagrant provider): ``hvbsd-box ...``
   on the target through ``host.run`` (installed by ``lab/lab.yml``).
 
@@ -57,6 +57,15 @@ class HypervHost:
     def migrate(self, hn: str) -> dict[str, Any]:
         return self._nic("migrate", ["migrate", hn])
 
+    def kvp_ip(self, mac: str) -> dict[str, list[str]]:
+        """The host's KVP view of the adapter with MAC ``mac`` (GET_IP_INFO, what
+        Hyper-V Manager shows): ``addresses``, ``subnets``, ``gateways``, ``dns``
+        as lists, ``dhcp`` as ["enabled"] or ["disabled"]."""
+        return parse_kvp_ip(self._kvp(["ip", mac]))
+
+    def _kvp(self, argv: list[str]) -> str:
+        raise NotImplementedError
+
     def _nic(self, label: str, argv: list[str]) -> dict[str, Any]:
         began = time.time()
         result = self._play(argv)
@@ -105,6 +114,16 @@ class SimHyperv(HypervHost):
         from hvbsd.sim import host
 
         return host.backup(self.guest)
+
+    def _kvp(self, argv: list[str]) -> str:
+        from hvbsd.sim import host
+
+        host.start(self.guest)
+        reply = host.kvp(self.guest, argv)
+        if reply["status"] != 0:
+            raise ScenarioError(f"hvbsd sim kvp {self.guest.name} {' '.join(argv)}: "
+                                f"{reply.get('text') or 'failed'}")
+        return str(reply.get("text", ""))
 
     def _play(self, argv: list[str]) -> dict[str, Any]:
         from hvbsd.sim import hyperv_nic as nic
@@ -181,6 +200,19 @@ class BoxHyperv(HypervHost):
 
     def _play(self, argv: list[str]) -> dict[str, Any]:
         return self._json([*argv, "--json"])
+
+    def _kvp(self, argv: list[str]) -> str:
+        raise Unsupported("hvbsd-box has no KVP host: the host's view of the guest's"
+                          " addresses is checked on sim guests only")
+
+
+def parse_kvp_ip(text: str) -> dict[str, list[str]]:
+    """``hvbsd sim kvp GUEST ip MAC``'s lines (``addresses: a;b;``) as lists."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(": ")
+        found[key.strip()] = [entry for entry in value.split(";") if entry]
+    return found
 
 
 def _log_time(line: str) -> Optional[float]:
