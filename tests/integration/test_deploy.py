@@ -440,11 +440,14 @@ def test_from_package_installs_hvbsd_vssd_with_pkg_and_copies_none_of_its_files(
     guest = lab["guests"]["fresh"]
     variables = {**baseline(lab), "hyperv_vss_from_package": True}
     converged(lab["deploy"].run("fresh", variables), "fresh")
-    installed = guest.exec(["pkg", "info", "-e", "hvbsd-vssd"], check=False)
-    assert installed.returncode == 0, "pkg install hvbsd-vssd ran"
-    for owned_by_pkg in (DAEMON, MANPAGE, "/usr/local/etc/rc.d/hvbsd_vssd"):
+    for package in ("hvbsd-vssd", "hvbsd-kvpd"):
+        installed = guest.exec(["pkg", "info", "-e", package], check=False)
+        assert installed.returncode == 0, f"pkg install {package} ran"
+    for owned_by_pkg in (DAEMON, MANPAGE, "/usr/local/etc/rc.d/hvbsd_vssd", KVPD, KVPD_MANPAGE,
+                         "/usr/local/etc/rc.d/hvbsd_kvpd"):
         assert not guest.path(owned_by_pkg).exists(), owned_by_pkg
     assert guest.path("/etc/rc.conf.d/hvbsd_vssd").is_file()
+    assert guest.path("/etc/rc.conf.d/hvbsd_kvpd").is_file()
     assert guest.path("/usr/local/etc/hvbsd/vss.d/10-app").read_text() == HOOK
     again = lab["deploy"].run("fresh", variables)
     assert converged(again, "fresh")["changed"] == 0, again.stdout

@@ -126,6 +126,15 @@ def test_kvp_choice_decides_whether_the_kvpd_files_exist(mode):
             assert 'hvbsd_kvpd_flags="--lookup hvbsd --set-ip managed"' in flags
 
 
+def test_kvp_choices_outside_the_spec_are_refused_before_rendering():
+    from hvbsd.render.engine import validate
+
+    for bad in ({"hyperv_guest_kvp": "hvbsd; reboot"}, {"hyperv_guest_kvp": True},
+                {"hyperv_vss_kvp_set_ip": "$(reboot)"}, {"hyperv_vss_kvp_set_ip": ["managed"]}):
+        problems = validate(bad)
+        assert problems and all(p.startswith(next(iter(bad))) for p in problems), problems
+
+
 def test_kvp_is_hvbsd_by_default_in_both_modes():
     for mode in ("lagg", "transparent"):
         assert "/usr/local/etc/rc.d/hvbsd_kvpd" in render_host({"hyperv_guest_mode": mode})
