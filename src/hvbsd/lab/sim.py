@@ -102,7 +102,7 @@ class SimProvider:
             guest = self._guest(name)
             try:
                 if not guest.exists:
-                    progress(name, f"create (FreeBSD {release})")
+                    progress(name, "create")
                     Guest.create(name, self.root, nics=nics, release=release)
                 elif guest.config.get("release") != release:
                     raise ProviderError(f"{name} exists and runs FreeBSD "
