@@ -47,3 +47,16 @@ def test_usage(run_command, argv, message):
 def test_an_unknown_letter_is_reported_and_ignored(run_command):
     result = run_command("protect", "-z", "-p", str(os.getpid()))
     assert (result.returncode, result.stderr) == (0, "protect: illegal option -- z\n")
+
+
+def test_a_missing_argument_is_reported_and_ends_the_options(run_command):
+    alone = run_command("protect", "-p")
+    assert (alone.returncode, alone.stderr) == (
+        1,
+        "protect: option requires an argument -- p\n" + USAGE,
+    )
+    after_an_id = run_command("protect", "-p", str(os.getpid()), "-g")
+    assert (after_an_id.returncode, after_an_id.stderr) == (
+        0,
+        "protect: option requires an argument -- g\n",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterator
+from typing import Iterator, Optional
 
 from hvbsd.sim.kernel import Kernel
 
@@ -90,7 +90,10 @@ class GetOpt:
 
     Quirks some commands here keep: ``double_dash=False`` makes ``--`` an ordinary
     cluster (so ``illegal option -- -``); ``dash_is_operand=False`` makes a lone
-    ``-`` an empty option word that is skipped.
+    ``-`` an empty option word that is skipped.  ``warn_as=PROGRAM`` is for a
+    command whose switch ignores getopt's ``'?'``: instead of raising, the message
+    goes to stderr under that name and parsing goes on (after a missing argument
+    there is nothing left to parse).
     """
 
     def __init__(
@@ -99,11 +102,13 @@ class GetOpt:
         optstring: str,
         double_dash: bool = True,
         dash_is_operand: bool = True,
+        warn_as: Optional[str] = None,
     ) -> None:
         self.operands: list[str] = list(argv)
         self._argv = argv
         self._double_dash = double_dash
         self._dash_is_operand = dash_is_operand
+        self._warn_as = warn_as
         self._takes_argument: dict[str, bool] = {}
         for index, letter in enumerate(optstring):
             if letter != ":":
@@ -125,19 +130,26 @@ class GetOpt:
                 index += 1
                 takes_argument = self._takes_argument.get(letter)
                 if takes_argument is None:
-                    raise UsageError(letter, missing_argument=False)
+                    self._refuse(UsageError(letter, missing_argument=False))
+                    continue
                 if not takes_argument:
                     yield letter, ""
                     continue
                 value = word[index:]
                 if not value:
                     if position >= len(argv):
-                        raise UsageError(letter, missing_argument=True)
+                        self._refuse(UsageError(letter, missing_argument=True))
+                        break
                     value = argv[position]
                     position += 1
                 yield letter, value
                 break
         self.operands = argv[position:]
+
+    def _refuse(self, error: UsageError) -> None:
+        if self._warn_as is None:
+            raise error
+        sys.stderr.write(error.message(self._warn_as))
 
 
 def strerror(errno_value: int) -> str:

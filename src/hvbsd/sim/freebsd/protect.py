@@ -14,7 +14,7 @@ import errno
 import os
 import sys
 
-from hvbsd.sim.freebsd._common import strerror
+from hvbsd.sim.freebsd._common import GetOpt, strerror
 
 PROGRAM = "protect"
 USAGE = "usage: protect [-i] command\n       protect [-cdi] -g pgrp | -p pid\n"
@@ -55,40 +55,19 @@ def main(argv: list[str]) -> int:
     descend = False
     kind, ident = "p", os.getpid()
     id_set = False
-    position = 0
-    while position < len(argv):
-        word = argv[position]
-        if word == "--":
-            position += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        position += 1
-        index = 1
-        while index < len(word):
-            letter = word[index]
-            index += 1
-            if letter in "gp":
-                value = word[index:]
-                if not value:
-                    if position >= len(argv):
-                        sys.stderr.write(f"{PROGRAM}: option requires an argument -- {letter}\n")
-                        break
-                    value = argv[position]
-                    position += 1
-                if id_set:
-                    sys.stderr.write(f"{PROGRAM}: only one -g or -p flag is permitted\n")
-                    return _usage()
-                parsed = _parse_id(value)
-                if parsed is None:
-                    return _usage()
-                kind, ident, id_set = letter, parsed, True
-                break
-            if letter == "d":
-                descend = True
-            elif letter not in "ci":
-                sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n")
-    rest = argv[position:]
+    options = GetOpt(argv, "cdig:p:", warn_as=PROGRAM)
+    for letter, value in options:
+        if letter in "gp":
+            if id_set:
+                sys.stderr.write(f"{PROGRAM}: only one -g or -p flag is permitted\n")
+                return _usage()
+            parsed = _parse_id(value)
+            if parsed is None:
+                return _usage()
+            kind, ident, id_set = letter, parsed, True
+        elif letter == "d":
+            descend = True
+    rest = options.operands
     if (id_set and rest) or (not id_set and (not rest or descend)):
         return _usage()
     if id_set and not _exists(kind, ident):

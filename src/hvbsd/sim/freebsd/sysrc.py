@@ -28,6 +28,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
+from hvbsd.sim.freebsd._common import GetOpt, UsageError
+
 PROGRAM = "sysrc"
 DEFAULTS = "/etc/defaults/rc.conf"
 # sysrc's own $0: the script as the kernel hands it to sh (bin/sh names
@@ -651,40 +653,18 @@ def _service_list() -> list[str]:
 def _parse(argv: list[str]) -> tuple[Options, list[str], Optional[str]]:
     options = Options()
     rc_confs = os.environ.get("RC_CONFS")
-    position = 0
-    letters = {}
-    for index, letter in enumerate(OPTSTRING):
-        if letter != ":":
-            letters[letter] = OPTSTRING[index + 1 : index + 2] == ":"
-    while position < len(argv):
-        word = argv[position]
-        if word == "--":
-            position += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        position += 1
-        index = 1
-        while index < len(word):
-            letter = word[index]
-            index += 1
-            takes = letters.get(letter)
-            if takes is None:
-                # bin/sh getopts: "Illegal option -%c" then usage
-                _err(f"Illegal option -{letter}\n")
-                usage()
-            argument = ""
-            if takes:
-                argument = word[index:]
-                index = len(word)
-                if not argument:
-                    if position >= len(argv):
-                        _err(f"No arg for -{letter} option\n")
-                        usage()
-                    argument = argv[position]
-                    position += 1
+    parsed = GetOpt(argv, OPTSTRING)
+    try:
+        for letter, argument in parsed:
             rc_confs = _apply(options, letter, argument, rc_confs)
-    return options, argv[position:], rc_confs
+    except UsageError as error:
+        # bin/sh getopts' words, then usage
+        if error.missing_argument:
+            _err(f"No arg for -{error.letter} option\n")
+        else:
+            _err(f"Illegal option -{error.letter}\n")
+        usage()
+    return options, parsed.operands, rc_confs
 
 
 def _apply(options: Options, letter: str, argument: str, rc_confs: Optional[str]) -> Optional[str]:
