@@ -72,3 +72,13 @@ def test_names_and_values_end_below_128_characters(run_command, length, status):
     # sys/kenv.h: KENV_MNAMELEN and KENV_MVALLEN are 128, terminating NUL included
     assert run_command("kenv", "n" * length + "=v").returncode == status
     assert run_command("kenv", "name=" + "v" * length).returncode == status
+
+
+def test_no_simulated_kernel_is_one_line_and_status_1(run_command, tmp_path):
+    missing = tmp_path / "no-kernel"
+    result = run_command("kenv", env={"HVBSD_SIM_KERNEL_DIR": str(missing)})
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"kenv: no simulated kernel in {missing} (set HVBSD_SIM_KERNEL_DIR)\n",
+    )

@@ -47,3 +47,13 @@ def test_modules_loader_conf_loads_are_listed(run_command, kernel_dir):
     assert run_command("kldstat", "-q", "-m", "if_lagg").returncode == 0
     assert run_command("kldstat", "-q", "-m", "bogus").returncode == 1
     assert " if_lagg.ko\n" in run_command("kldstat").stdout
+
+
+def test_no_simulated_kernel_is_one_line_and_status_1(run_command, tmp_path):
+    missing = tmp_path / "no-kernel"
+    result = run_command("kldstat", env={"HVBSD_SIM_KERNEL_DIR": str(missing)})
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"kldstat: no simulated kernel in {missing} (set HVBSD_SIM_KERNEL_DIR)\n",
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
-from hvbsd.sim.kernel import Kernel
+from hvbsd.sim.kernel import Kernel, KernelError
 
 # syslog.h's facility names (without "mark", which logger alone accepts).
 SYSLOG_FACILITIES = frozenset(
@@ -43,6 +43,17 @@ SYSLOG_LEVELS = frozenset({"alert", "crit", "debug", "emerg", "err", "info", "no
 
 def kernel() -> Kernel:
     return Kernel.from_environment()
+
+
+def run_reporting_kernel_errors(
+    program: str, body: Callable[[list[str]], int], argv: list[str]
+) -> int:
+    """``body(argv)``; a KernelError from the simulated kernel is ``program: error``, status 1."""
+    try:
+        return body(argv)
+    except KernelError as error:
+        sys.stderr.write(f"{program}: {error}\n")
+        return 1
 
 
 def warnx(program: str, message: str) -> None:

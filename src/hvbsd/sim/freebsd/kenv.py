@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from hvbsd.sim.freebsd._common import GetOpt, UsageError, kernel
+from hvbsd.sim.freebsd._common import GetOpt, UsageError, kernel, run_reporting_kernel_errors
 from hvbsd.sim.kernel import KernelError
 
 PROGRAM = "kenv"
@@ -77,11 +77,7 @@ def _unset(name: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        return _main(argv)
-    except KernelError as error:
-        sys.stderr.write(f"{PROGRAM}: {error}\n")
-        return 1
+    return run_reporting_kernel_errors(PROGRAM, _main, argv)
 
 
 def _main(argv: list[str]) -> int:

@@ -13,8 +13,13 @@ import re
 import sys
 from dataclasses import dataclass
 
-from hvbsd.sim.freebsd._common import GetOpt, UsageError, kernel, strerror
-from hvbsd.sim.kernel import KernelError
+from hvbsd.sim.freebsd._common import (
+    GetOpt,
+    UsageError,
+    kernel,
+    run_reporting_kernel_errors,
+    strerror,
+)
 
 PROGRAM = "kldstat"
 USAGE = "usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]\n"
@@ -94,11 +99,7 @@ def _line(entry: LoadedFile, verbose: bool) -> str:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        return _main(argv)
-    except KernelError as error:
-        sys.stderr.write(f"{PROGRAM}: {error}\n")
-        return 1
+    return run_reporting_kernel_errors(PROGRAM, _main, argv)
 
 
 def _main(argv: list[str]) -> int:
