@@ -16,8 +16,14 @@ from pathlib import Path
 
 import hvbsd.kvp
 import hvbsd.vss
-from hvbsd.vss import files
-from hvbsd.vss.cli import DEFAULT_INTERPRETER, WriteFailed, _check_interpreter, _entry
+from hvbsd.vss.cli import (
+    DEFAULT_INTERPRETER,
+    _check_interpreter,
+    _entry,
+    add_arguments,
+    run_bundle,
+    write_bundle,
+)
 
 HOST_ONLY = {"cli.py"}
 SHARED = ("__init__.py", "files.py", "log.py", "detach.py")
@@ -44,10 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", metavar="OUT", help="file to write")
-    parser.add_argument("--interpreter", default=DEFAULT_INTERPRETER, metavar="PATH",
-                        help=f"absolute path for the #! line (default {DEFAULT_INTERPRETER})")
-    parser.set_defaults(func=run)
+    add_arguments(parser, run)
 
 
 def main() -> int:
@@ -75,31 +78,11 @@ def archive_bytes(interpreter: str = DEFAULT_INTERPRETER) -> bytes:
 
 def bundle(out: Path, interpreter: str = DEFAULT_INTERPRETER) -> None:
     """Write the zipapp to ``out`` atomically, mode 0755 (ValueError: nothing written)."""
-    data = archive_bytes(interpreter)
-    directory = out.parent if str(out.parent) else Path(".")
-    if not directory.is_dir():
-        raise ValueError(f"{out}: directory {directory} does not exist")
-    try:
-        files.write_atomically(str(out), data, mode=0o755)
-    except files.FileRefused as exc:
-        raise ValueError(exc.strerror) from None
-    except OSError as exc:
-        raise WriteFailed(f"{out}: cannot write: {exc.strerror or exc}; nothing written") from None
+    write_bundle(out, archive_bytes(interpreter))
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if not args.out or args.out.endswith("/"):
-            raise ValueError(f"OUT {args.out!r} must name the file to write")
-        bundle(Path(args.out), args.interpreter)
-    except ValueError as exc:
-        sys.stderr.write(f"hvbsd bundle-kvpd: {exc}\n")
-        return 2
-    except WriteFailed as exc:
-        sys.stderr.write(f"hvbsd bundle-kvpd: {exc}\n")
-        return 1
-    print(f"wrote {args.out}")
-    return 0
+    return run_bundle("hvbsd bundle-kvpd", bundle, args)
 
 
 if __name__ == "__main__":

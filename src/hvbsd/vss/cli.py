@@ -7,6 +7,7 @@ import io
 import sys
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import hvbsd.vss
 from hvbsd.vss import files
@@ -40,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
+    add_arguments(parser, run)
+
+
+def add_arguments(parser: argparse.ArgumentParser,
+                  run: Callable[[argparse.Namespace], int]) -> None:
+    """OUT and --interpreter, the arguments of both bundle commands (kvp's too)."""
     parser.add_argument("out", metavar="OUT", help="file to write")
     parser.add_argument("--interpreter", default=DEFAULT_INTERPRETER, metavar="PATH",
                         help=f"absolute path for the #! line (default {DEFAULT_INTERPRETER})")
@@ -59,15 +66,21 @@ class WriteFailed(Exception):
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_bundle("hvbsd bundle-vssd", bundle, args)
+
+
+def run_bundle(program: str, bundle: Callable[[Path, str], None],
+               args: argparse.Namespace) -> int:
+    """A bundle command: ``bundle(OUT, interpreter)``; bad input exits 2, a failed write 1."""
     try:
         if not args.out or args.out.endswith("/"):
             raise ValueError(f"OUT {args.out!r} must name the file to write")
         bundle(Path(args.out), args.interpreter)
     except ValueError as exc:
-        sys.stderr.write(f"hvbsd bundle-vssd: {exc}\n")
+        sys.stderr.write(f"{program}: {exc}\n")
         return 2
     except WriteFailed as exc:
-        sys.stderr.write(f"hvbsd bundle-vssd: {exc}\n")
+        sys.stderr.write(f"{program}: {exc}\n")
         return 1
     print(f"wrote {args.out}")
     return 0
@@ -95,7 +108,11 @@ def bundle(out: Path, interpreter: str = DEFAULT_INTERPRETER) -> None:
     directory, or exists and is not a regular file (a directory, a symlink, a
     device such as /dev/full, a FIFO); WriteFailed when writing fails.
     """
-    data = archive_bytes(interpreter)
+    write_bundle(out, archive_bytes(interpreter))
+
+
+def write_bundle(out: Path, data: bytes) -> None:
+    """Write ``data`` to ``out`` atomically, mode 0755 (both bundle commands)."""
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise ValueError(f"{out}: directory {directory} does not exist")
