@@ -44,7 +44,7 @@ from hvbsd.kvp.platform import RESOLV_CONF, Platform
 from hvbsd.kvp.policy import LOOKUPS, Policy
 from hvbsd.kvp.pool import POOL_DIR, PoolError, Pools
 from hvbsd.vss import files
-from hvbsd.vss.detach import daemonize, report_ready
+from hvbsd.vss.detach import daemonize, fail_start, report_ready
 from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink, clean
 
 PROG = "hvbsd_kvpd"
@@ -419,12 +419,7 @@ def _close(channel: Optional[Channel], pools: Optional[Pools], pidfile: str = ""
 
 
 def _fail(log: Log, message: str, status: int, ready: int = -1) -> int:
-    log.error(message)
-    if ready >= 0:
-        report_ready(ready, status, message)
-    elif not isinstance(log.sink, StderrSink):
-        sys.stderr.write(f"{PROG}: {message}\n")
-    return status
+    return fail_start(log, PROG, message, status, ready)
 
 
 __all__: List[str] = ["Daemon", "build_parser", "main", "print_status"]

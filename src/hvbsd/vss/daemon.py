@@ -30,7 +30,7 @@ from hvbsd.vss.channel import (
     ShortFrame,
     open_channel,
 )
-from hvbsd.vss.detach import daemonize, report_ready
+from hvbsd.vss.detach import daemonize, fail_start, report_ready
 from hvbsd.vss.hooks import HookDirError, Hooks
 from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink, clean
 from hvbsd.vss.options import seconds_up_to
@@ -540,9 +540,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _fail(log: Log, message: str, status: int, ready: int = -1) -> int:
-    log.error(message)
-    if ready >= 0:
-        report_ready(ready, status, message)
-    elif not isinstance(log.sink, StderrSink):
-        sys.stderr.write(f"{PROG}: {message}\n")
-    return status
+    return fail_start(log, PROG, message, status, ready)

@@ -9,6 +9,8 @@ import contextlib
 import os
 import sys
 
+from hvbsd.vss.log import Log, StderrSink
+
 EX_OK = 0
 
 
@@ -53,3 +55,15 @@ def report_ready(ready: int, status: int = EX_OK, message: str = "") -> None:
         with contextlib.suppress(OSError):
             os.write(ready, f"{status} {message}".encode()[:4000])
     os.close(ready)
+
+
+def fail_start(log: Log, prog: str, message: str, status: int, ready: int = -1) -> int:
+    """A start that failed: logged, then told to the waiting launcher (``ready``)
+    or, in the foreground with the log going elsewhere, written on stderr.
+    Returns ``status``."""
+    log.error(message)
+    if ready >= 0:
+        report_ready(ready, status, message)
+    elif not isinstance(log.sink, StderrSink):
+        sys.stderr.write(f"{prog}: {message}\n")
+    return status
