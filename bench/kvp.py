@@ -80,9 +80,22 @@ def measure(name: str, daemon: str, count: int, one: Callable[[int], None]) -> R
         before = time.perf_counter()
         one(index)
         timings.append(time.perf_counter() - before)
-    timings.sort()
-    return (daemon, name, count / sum(timings), vss_bench.percentile(timings, 0.5) * 1000,
+    return summary(daemon, name, timings)
+
+
+def summary(daemon: str, name: str, timings: List[float]) -> Result:
+    """Requests per second and p50/p99 (ms) of one operation's ``timings`` (seconds)."""
+    timings = sorted(timings)
+    return (daemon, name, len(timings) / sum(timings), vss_bench.percentile(timings, 0.5) * 1000,
             vss_bench.percentile(timings, 0.99) * 1000)
+
+
+def idle_cpu_and_rss(pid: int, idle: float) -> Tuple[float, float]:
+    """The daemon's CPU use (percent) over ``idle`` quiet seconds, then its RSS (MB)."""
+    time.sleep(0.5)
+    before = vss_bench.cpu_seconds(pid)
+    time.sleep(idle)
+    return (vss_bench.cpu_seconds(pid) - before) / idle * 100, vss_bench.rss_mb(pid)
 
 
 def kvp_bench(work: Path, count: int, idle: float) -> Tuple[List[Result], float, float]:
@@ -133,11 +146,8 @@ def kvp_bench(work: Path, count: int, idle: float) -> Tuple[List[Result], float,
                     lambda i: ok(host.host_set_ip_info(guid, f"10.0.0.{10 + i % 200}", "24",
                                                        "10.0.0.1"))),
         ]
-        time.sleep(0.5)
-        before = vss_bench.cpu_seconds(daemon.pid)
-        time.sleep(idle)
-        idle_percent = (vss_bench.cpu_seconds(daemon.pid) - before) / idle * 100
-        return results, idle_percent, vss_bench.rss_mb(daemon.pid)
+        idle_percent, rss = idle_cpu_and_rss(daemon.pid, idle)
+        return results, idle_percent, rss
     finally:
         vss_bench.stop(daemon)
         driver.detach(kill=False)
@@ -159,17 +169,10 @@ def vss_bench_run(work: Path, count: int, idle: float) -> Tuple[List[Result], fl
         for _ in range(count):
             for op in timings:
                 timings[op].append(vss_bench.request(kernel, op))
-        results = []
-        for op, values in timings.items():
-            values.sort()
-            results.append(("hvbsd_vssd", VssOp(op).name, len(values) / sum(values),
-                            vss_bench.percentile(values, 0.5) * 1000,
-                            vss_bench.percentile(values, 0.99) * 1000))
-        time.sleep(0.5)
-        before = vss_bench.cpu_seconds(daemon.pid)
-        time.sleep(idle)
-        idle_percent = (vss_bench.cpu_seconds(daemon.pid) - before) / idle * 100
-        return results, idle_percent, vss_bench.rss_mb(daemon.pid)
+        results = [summary("hvbsd_vssd", VssOp(op).name, values)
+                   for op, values in timings.items()]
+        idle_percent, rss = idle_cpu_and_rss(daemon.pid, idle)
+        return results, idle_percent, rss
     finally:
         kernel.close_client()
         vss_bench.stop(daemon)
