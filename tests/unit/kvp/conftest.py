@@ -6,6 +6,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -15,13 +16,19 @@ from kvp_guest import Guest
 
 
 @pytest.fixture
-def guest():
-    # a short directory: the device socket's path must fit sun_path
+def short_root() -> Iterator[Path]:
+    """A fresh directory under /tmp, removed afterwards: short, as the device
+    socket's path in it must fit sun_path."""
     root = Path(tempfile.mkdtemp(prefix="kvp.", dir="/tmp"))
-    g = Guest(root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def guest(short_root: Path) -> Iterator[Guest]:
+    g = Guest(short_root)
     yield g
     g.close()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -56,15 +54,13 @@ class Raw:
 
 
 @pytest.fixture
-def driver():
-    directory = Path(tempfile.mkdtemp(prefix="kvpd.", dir="/tmp"))
+def driver(short_root: Path):
     loop = Loop()
-    kvp = host.KvpDriver(loop, directory, timeout=0.5)
+    kvp = host.KvpDriver(loop, short_root, timeout=0.5)
     kvp.attach()
     yield kvp
     kvp.detach(kill=False)
     loop.close()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_host_messages_wait_unanswered_until_a_daemon_registers(driver) -> None:

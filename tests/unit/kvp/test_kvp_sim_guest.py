@@ -9,10 +9,8 @@ one the stock daemon's, each on its own simulated device.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -80,12 +78,10 @@ class SimGuest:
 
 
 @pytest.fixture
-def sim():
-    root = Path(tempfile.mkdtemp(prefix="kvps.", dir="/tmp"))
-    guest = SimGuest(root)
+def sim(short_root: Path):
+    guest = SimGuest(short_root)
     yield guest
     guest.close()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_the_host_sees_the_laggs_addresses_through_attach_detach_and_migrate(sim) -> None:
