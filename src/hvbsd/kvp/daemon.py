@@ -44,7 +44,7 @@ from hvbsd.kvp.platform import RESOLV_CONF, Platform
 from hvbsd.kvp.policy import LOOKUPS, Policy
 from hvbsd.kvp.pool import POOL_DIR, PoolError, Pools
 from hvbsd.vss import files
-from hvbsd.vss.detach import daemonize, fail_start, report_ready
+from hvbsd.vss.detach import daemonize, fail_start, pid_alive, report_ready
 from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink, clean
 
 PROG = "hvbsd_kvpd"
@@ -111,18 +111,6 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 1 << 31:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def parse_state(data: bytes) -> Dict[str, Any]:
     """The status file's content, strictly: ValueError names what is wrong."""
     try:
@@ -155,7 +143,7 @@ def print_status(path: str) -> int:
     except (OSError, ValueError) as exc:
         print(f"{PROG}: status unknown: {path}: {clean(str(exc), 300)}")
         return STATUS_UNKNOWN
-    alive = _pid_alive(state["pid"])
+    alive = pid_alive(state["pid"])
     print(f"{PROG}: {'running' if alive else 'not running'}")
     print(f"pid: {state['pid']}")
     for key in ("device", "lookup", "started", "updated"):

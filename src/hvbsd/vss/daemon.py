@@ -30,7 +30,7 @@ from hvbsd.vss.channel import (
     ShortFrame,
     open_channel,
 )
-from hvbsd.vss.detach import daemonize, fail_start, report_ready
+from hvbsd.vss.detach import daemonize, fail_start, pid_alive, report_ready
 from hvbsd.vss.hooks import HookDirError, Hooks
 from hvbsd.vss.log import FileSink, Log, Sink, StderrSink, SyslogSink, clean
 from hvbsd.vss.options import seconds_up_to
@@ -144,18 +144,6 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _pid_alive(pid: Optional[int]) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def print_status(path: str) -> int:
     """``--status``: 0 thawed, 1 frozen, 2 whenever the file cannot be trusted."""
     try:
@@ -163,7 +151,7 @@ def print_status(path: str) -> int:
     except StateError as exc:
         print(f"{PROG}: state unknown: {clean(str(exc), 300)}")
         return STATUS_UNKNOWN
-    running = "running" if _pid_alive(state.pid) else "not running"
+    running = "running" if pid_alive(state.pid) else "not running"
     print(f"{PROG}: {'frozen' if state.frozen else 'thawed'}")
     print(f"pid: {state.pid if state.pid is not None else '-'} ({running})")
     print(f"updated: {clean(state.updated, 64)}")

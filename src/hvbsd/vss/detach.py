@@ -1,4 +1,5 @@
-"""Detaching a daemon the way daemon(3) does, and telling the launcher how the start went.
+"""Detaching a daemon the way daemon(3) does, telling the launcher how the start went,
+and (for ``--status``) whether the daemon a status file names still runs.
 
 Shared by hvbsd_vssd and hvbsd_kvpd.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import Any
 
 from hvbsd.vss.log import Log, StderrSink
 
@@ -67,3 +69,19 @@ def fail_start(log: Log, prog: str, message: str, status: int, ready: int = -1) 
     elif not isinstance(log.sink, StderrSink):
         sys.stderr.write(f"{prog}: {message}\n")
     return status
+
+
+def pid_alive(pid: Any) -> bool:
+    """A process ``pid`` exists (kill(2) with signal 0; EPERM counts as alive).
+
+    Anything but a pid_t above 0 (a status file's value is untrusted) is not alive.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 1 << 31:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
