@@ -9,9 +9,7 @@ hvbsd's CLI calls to offer the command.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import zipfile
 from pathlib import Path
 
 import hvbsd.kvp
@@ -19,10 +17,10 @@ import hvbsd.vss
 from hvbsd.vss.cli import (
     DEFAULT_INTERPRETER,
     _check_interpreter,
-    _entry,
     add_arguments,
     run_bundle,
     write_bundle,
+    zipapp_bytes,
 )
 
 HOST_ONLY = {"cli.py"}
@@ -63,17 +61,14 @@ def archive_bytes(interpreter: str = DEFAULT_INTERPRETER) -> bytes:
     _check_interpreter(interpreter)
     kvp = Path(hvbsd.kvp.__file__).resolve().parent
     vss = Path(hvbsd.vss.__file__).resolve().parent
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(_entry("__main__.py"), MAIN)
-        archive.writestr(_entry("hvbsd/__init__.py"), PACKAGE_INIT)
-        for module in sorted(kvp.glob("*.py")):
-            if module.name not in HOST_ONLY:
-                archive.writestr(_entry(f"hvbsd/kvp/{module.name}"), module.read_bytes())
-        for name in SHARED:
-            data = VSS_INIT if name == "__init__.py" else (vss / name).read_bytes()
-            archive.writestr(_entry(f"hvbsd/vss/{name}"), data)
-    return b"#!" + interpreter.encode() + b"\n" + buffer.getvalue()
+    members = [("__main__.py", MAIN), ("hvbsd/__init__.py", PACKAGE_INIT)]
+    for module in sorted(kvp.glob("*.py")):
+        if module.name not in HOST_ONLY:
+            members.append((f"hvbsd/kvp/{module.name}", module.read_bytes()))
+    for name in SHARED:
+        data = VSS_INIT if name == "__init__.py" else (vss / name).read_bytes()
+        members.append((f"hvbsd/vss/{name}", data))
+    return zipapp_bytes(interpreter, members)
 
 
 def bundle(out: Path, interpreter: str = DEFAULT_INTERPRETER) -> None:

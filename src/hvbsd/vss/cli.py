@@ -7,7 +7,7 @@ import io
 import sys
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List, Tuple
 
 import hvbsd.vss
 from hvbsd.vss import files
@@ -90,14 +90,20 @@ def archive_bytes(interpreter: str = DEFAULT_INTERPRETER) -> bytes:
     """The zipapp: ``#!`` line, then a zip of hvbsd/vss and a __main__."""
     _check_interpreter(interpreter)
     source = Path(hvbsd.vss.__file__).resolve().parent
+    members = [("__main__.py", MAIN), ("hvbsd/__init__.py", PACKAGE_INIT)]
+    for module in sorted(source.glob("*.py")):
+        if module.name not in HOST_ONLY:
+            members.append((f"hvbsd/vss/{module.name}", module.read_bytes()))
+    return zipapp_bytes(interpreter, members)
+
+
+def zipapp_bytes(interpreter: str, members: List[Tuple[str, bytes]]) -> bytes:
+    """``#!interpreter``, then a zip of ``members`` (name, data) in that order,
+    with fixed metadata (both bundle commands)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(_entry("__main__.py"), MAIN)
-        archive.writestr(_entry("hvbsd/__init__.py"), PACKAGE_INIT)
-        for module in sorted(source.glob("*.py")):
-            if module.name in HOST_ONLY:
-                continue
-            archive.writestr(_entry(f"hvbsd/vss/{module.name}"), module.read_bytes())
+        for name, data in members:
+            archive.writestr(_entry(name), data)
     return b"#!" + interpreter.encode() + b"\n" + buffer.getvalue()
 
 
