@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hvbsd.sim.freebsd.rtsol import RECORD as SOLICITATIONS
+from hvbsd.sim.hyperv_nic import GuestNics, emit
 from hvbsd.sim.kernel import Kernel, State
 from hvbsd.sim.rendered import install_rendered
 
@@ -331,3 +333,147 @@ def test_vfattach_ignores_interfaces_that_are_not_vfs(sim_guests):
 
     assert interfaces_view(guest) == before
     assert "bringing it up" not in syslog(guest)
+
+
+def netif_start(guest: Any, name: str = "hn0") -> None:
+    """What rc's netif does for an interface at boot (FreeBSD's rc.d/netif, network.subr)."""
+    sh(guest, f"/etc/rc.d/netif start {name}")
+
+
+def solicited(guest: Any) -> list[str]:
+    """The interfaces rtsol(8) sent a router solicitation on, oldest first."""
+    record = Path(guest.kernel_dir) / SOLICITATIONS
+    return record.read_text().split() if record.exists() else []
+
+
+def dhclients(guest: Any) -> list[str]:
+    """The dhclient processes, as ps shows their titles ("dhclient: hn0")."""
+    shown = sh(guest, "ps -ax -o command=").stdout.splitlines()
+    return sorted(line.strip() for line in shown if line.startswith("dhclient"))
+
+
+def with_interface(name: str, **changes: Any) -> dict[str, Any]:
+    variables = copy.deepcopy(example(name))
+    variables["hyperv_guest_interfaces"][0].update(changes)
+    return variables
+
+
+ALIASES = (
+    "ifconfig_hn0_alias0='inet 192.0.2.11/32'\n"
+    "ifconfig_hn0_alias1='inet6 2001:db8::11 prefixlen 64'\n"
+    "ifconfig_hn0_aliases='inet 192.0.2.20-21/32 inet6 2001:db8::20 prefixlen 64'\n"
+)
+
+
+def test_vfup_carries_every_ipv4_and_ipv6_alias_of_the_hn_to_the_lagg(sim_guests):
+    guest = sim_guests("aliases")
+    install_rendered(guest, example("static-dual-stack.yml"))
+    # Set by the user outside hvbsd's block; netif gives them to hn0 at boot.
+    sh(guest, f"printf \"{ALIASES}\" >> /etc/rc.conf")
+    netif_start(guest)
+    v4 = ["192.0.2.10/24", "192.0.2.11/32", "192.0.2.20/32", "192.0.2.21/32"]
+    v6 = ["2001:db8::10/64", "2001:db8::11/64", "2001:db8::20/64"]
+    assert sorted(inet(guest, "hn0")) == v4
+    assert sorted(global_inet6(guest, "hn0")) == v6
+    attach_and_raise_vf(guest)
+
+    vfup(guest)
+
+    assert sorted(inet(guest, "lagg0")) == v4
+    assert sorted(global_inet6(guest, "lagg0")) == v6
+    assert inet(guest, "hn0") == [] and global_inet6(guest, "hn0") == []
+
+
+def test_the_stock_ifnet_attach_rule_never_runs_for_hvbsds_lagg(sim_guests):
+    guest = sim_guests("laggattach")
+    install_rendered(guest, example("static-dual-stack.yml"))
+    netif_start(guest)
+    attach_and_raise_vf(guest)
+    vfup(guest)
+    assert "IFDISABLED" not in state(guest).interface("lagg0").nd6
+    # The lagg is not UP yet when devd reads its IFNET ATTACH.
+    sh(guest, "ifconfig lagg0 down")
+
+    result = emit(GuestNics(guest), ["!system=IFNET subsystem=lagg0 type=ATTACH"])
+
+    attach = result.events[0]
+    assert attach.rule is not None and attach.rule.startswith("/usr/local/etc/devd/hvbsd.conf:")
+    assert attach.commands == []
+    lagg = state(guest).interface("lagg0")
+    assert "IFDISABLED" not in lagg.nd6, "the lagg's IPv6 stays on"
+    assert global_inet6(guest, "lagg0") == ["2001:db8::10/64"]
+
+
+def test_vfup_with_slaac_solicits_a_router_on_the_lagg(sim_guests):
+    guest = sim_guests("slaac")
+    install_rendered(guest, with_interface("azure-lagg.yml", ipv6="slaac"))
+    netif_start(guest)
+    assert solicited(guest) == ["hn0"], "network.subr's ipv6_accept_rtadv_up solicits on hn0"
+    attach_and_raise_vf(guest)
+
+    vfup(guest)
+
+    assert solicited(guest) == ["hn0", "lagg0"]
+    lagg = state(guest).interface("lagg0")
+    assert "ACCEPT_RTADV" in lagg.nd6 and "IFDISABLED" not in lagg.nd6
+    assert "ACCEPT_RTADV" not in state(guest).interface("hn0").nd6
+
+
+def test_vfup_without_slaac_solicits_nothing(sim_guests):
+    guest = sim_guests("noslaac")
+    install_rendered(guest, example("static-dual-stack.yml"))
+    netif_start(guest)
+    attach_and_raise_vf(guest)
+
+    vfup(guest)
+
+    assert solicited(guest) == []
+
+
+def test_linkup_of_an_hn_whose_dhclient_runs_already_exits_0(sim_guests):
+    guest = sim_guests("linkup")
+    install_rendered(guest, example("azure-lagg.yml"))
+    netif_start(guest)  # SYNCDHCP: netif started dhclient on hn0
+    assert sh(guest, "pgrep -F /var/run/dhclient/dhclient.hn0.pid").returncode == 0
+
+    result = sh(guest, f"{LIBEXEC}/hyperv_linkup hn0 hn0", check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hyperv_linkup hn0: dhclient already runs on hn0" in syslog(guest)
+    assert dhclients(guest) == ["dhclient: hn0"], "one dhclient, not a second one"
+
+
+def test_linkup_of_an_hn_without_dhcp_exits_0_and_starts_nothing(sim_guests):
+    guest = sim_guests("linkstatic")
+    install_rendered(guest, example("static-dual-stack.yml"))
+    netif_start(guest)
+
+    result = sh(guest, f"{LIBEXEC}/hyperv_linkup hn0 hn0", check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dhclients(guest) == []
+
+
+def test_linkup_of_a_dhcp_hn_without_dhclient_starts_it(sim_guests):
+    guest = sim_guests("linkstart")
+    install_rendered(guest, example("azure-lagg.yml"))
+    sh(guest, "ifconfig hn0 up")
+
+    sh(guest, f"{LIBEXEC}/hyperv_linkup hn0 hn0")
+
+    assert sh(guest, "pgrep -F /var/run/dhclient/dhclient.hn0.pid", check=False).returncode == 0
+    assert inet(guest, "hn0")
+
+
+def test_vfup_stops_the_hns_dhclient_before_its_address_goes(sim_guests):
+    guest = sim_guests("dhcpstop")
+    install_rendered(guest, example("azure-lagg.yml"))
+    netif_start(guest)
+    address = inet(guest, "hn0")[0].split("/")[0]
+    attach_and_raise_vf(guest)
+
+    vfup(guest)
+
+    log = syslog(guest)
+    assert f"My address ({address}) was deleted" not in log, "dhclient was killed, not raced"
+    assert dhclients(guest) == ["dhclient: lagg0"], "hn0's dhclient is gone when vfup returns"

@@ -65,6 +65,8 @@ EVENTS = {
 LAGG_ONLY_EVENTS = {
     "hn-link-up": "!system=IFNET subsystem=hn0 type=LINK_UP",
     "lagg-link-up": "!system=IFNET subsystem=lagg0 type=LINK_UP",
+    # the stock rule (pccard_ether, netif quietstart) would leave the lagg's IPv6 disabled
+    "lagg-ifnet-attach": "!system=IFNET subsystem=lagg0 type=ATTACH",
 }
 
 
