@@ -4,25 +4,81 @@ KVP daemons."""
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import pytest
 
 LOADER = "/boot/loader.conf.d/hvbsd.conf"
 RC_CONF = "/etc/rc.conf"
-SETTING = re.compile(r'^([A-Za-z_][A-Za-z0-9_.]*)=(?:"([^"]*)"|(\S*))\s*$')
+SETTING = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)=(\S.*?)?\s*$")
+# One piece of a shell word: '...', "...", a ${name} or $name expansion, \c, or other text.
+PIECE = re.compile(r"""'([^']*)'|"((?:[^"\\]|\\.)*)"|\$\{([A-Za-z_][A-Za-z0-9_]*)\}"""
+                   r"""|\$([A-Za-z_][A-Za-z0-9_]*)|\\(.)|([^'"$\\\s]+)""")
+IN_DOUBLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+                       r"|\\([$`\"\\])|(.)", re.DOTALL)
+ANY = object()  # where a $name expansion stands: whatever rc had in that variable
 
 # Tier 2: read-only, safe on any production guest.
 pytestmark = pytest.mark.hvbsd_settings
 
 
-def settings(text: str) -> dict[str, str]:
-    """name -> value of the ``name="value"`` lines of a loader.conf or rc.conf text."""
+def _pieces(word: str) -> list[object] | None:
+    """The literal text and expansions (ANY) of one sh word as sh(1) reads an assignment:
+    '...' is literal, "..." and bare text expand $name and ${name}; None if it is not one
+    word of those forms (such a line is not hvbsd's, and not checked)."""
+    pieces: list[object] = []
+    position = 0
+    while position < len(word):
+        match = PIECE.match(word, position)
+        if match is None:
+            return None
+        single, double, braced, plain, escaped, bare = match.groups()
+        if single is not None:
+            pieces.append(single)
+        elif double is not None:
+            for inner in IN_DOUBLE.finditer(double):
+                if inner.group(1) or inner.group(2):
+                    pieces.append(ANY)
+                else:
+                    pieces.append(inner.group(3) or inner.group(4))
+        elif braced or plain:
+            pieces.append(ANY)
+        else:
+            pieces.append(escaped if escaped is not None else bare)
+        position = match.end()
+    return pieces
+
+
+class Wanted(NamedTuple):
+    """A setting as hvbsd wrote it and what rc may see for it."""
+
+    written: str  # the value as written, quotes and all
+    pieces: tuple[object, ...]
+
+    @property
+    def value(self) -> str:
+        """The value without expansions (loader.conf has none)."""
+        return "".join("" if piece is ANY else str(piece) for piece in self.pieces)
+
+    def seen_by_rc(self, seen: str) -> bool:
+        pattern = "".join(".*" if p is ANY else re.escape(str(p)) for p in self.pieces)
+        return re.fullmatch(pattern, seen, re.DOTALL) is not None
+
+
+def settings(text: str) -> dict[str, Wanted]:
+    """name -> what rc may see for each ``name=value`` line of a loader.conf or rc.conf
+    text: the value as sh reads it ('single', "double" and bare words), an expansion such
+    as the ``${cloned_interfaces}`` of ``cloned_interfaces="${cloned_interfaces} lagg0"``
+    standing for any text (" lagg0" when it was empty)."""
     found = {}
     for line in text.splitlines():
         match = SETTING.match(line.strip())
-        if match:
-            quoted, bare = match.group(2), match.group(3)
-            found[match.group(1)] = quoted if quoted is not None else bare
+        if not match:
+            continue
+        pieces = _pieces(match.group(2) or "")
+        if pieces is None:
+            continue
+        found[match.group(1)] = Wanted(match.group(2) or "", tuple(pieces))
     return found
 
 
@@ -35,7 +91,8 @@ def wants_vss_daemon(variables: dict) -> bool:
 def test_loader_tunables_are_in_effect_after_the_reboot(host, rendered):
     if LOADER not in rendered:
         pytest.skip("this configuration sets no loader tunables")
-    wanted = settings(rendered[LOADER].content.decode())
+    wanted = {name: setting.value
+              for name, setting in settings(rendered[LOADER].content.decode()).items()}
     assert wanted, f"{LOADER} as rendered sets nothing"
     has_kldstat = host.run("command -v kldstat").rc == 0
     wrong = []
@@ -63,9 +120,10 @@ def test_rc_conf_settings_are_what_rc_sees(host, rendered):
     wrong = []
     for name, value in sorted(wanted.items()):
         now = host.run("sysrc -n %s", name)
-        if now.rc != 0 or now.stdout.rstrip("\n") != value:
-            wrong.append(f"{name}: rc sees {now.stdout.strip()!r} (exit {now.rc}), hvbsd sets"
-                         f" {value!r}")
+        seen = now.stdout[:-1] if now.stdout.endswith("\n") else now.stdout
+        if now.rc != 0 or not value.seen_by_rc(seen):
+            wrong.append(f"{name}: rc sees {seen!r} (exit {now.rc}), hvbsd sets"
+                         f" {name}={value.written}")
     assert wrong == [], "; ".join(wrong)
 
 
