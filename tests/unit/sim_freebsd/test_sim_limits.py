@@ -58,7 +58,7 @@ def test_eval_form_is_ulimit_commands(run_command):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["-z"], "limits: illegal option -- z\n"),
+        (["-z"], ""),  # getopt is silent: limits.c's optstring starts with ':'
         (["-n", "10x", "true"], "limits: invalid value -n `10x'\n"),
         (["-U", "no-such-user", "true"], "limits: invalid user `no-such-user'\n"),
         (["-e", "true"], "limits: -e cannot be used with `cmd' option\n"),

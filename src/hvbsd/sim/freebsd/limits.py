@@ -219,7 +219,8 @@ def _main(argv: list[str]) -> int:
                     wanted[letter] = kind if argument is not None else 4
                     values[letter] = resource_num(item, argument)
                 continue
-            sys.stderr.write(f"{PROGRAM}: illegal option -- {letter}\n")
+            # limits.c's optstring starts with ':', so getopt(3) prints nothing
+            # (getopt.c: `if (opterr && *ostr != ':')`): only the usage follows
             raise Usage
     rest = argv[position:]
     class_name = None
