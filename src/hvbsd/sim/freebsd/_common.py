@@ -220,10 +220,22 @@ def forget_titled_exec() -> None:
 
 
 def set_process_name(name: str) -> None:
-    """What pkill -x and ps's comm see (FreeBSD's p_comm); best effort on Linux."""
+    """What pkill -x and ps's comm see (FreeBSD's p_comm). prctl(PR_SET_NAME)
+    first: a guest's /proc is read-only, so /proc/self/comm cannot be written
+    there (that left every simulated daemon named python3 for pgrep -x)."""
+    import ctypes
+    import ctypes.util
+
+    encoded = name.encode("utf-8", "replace")[:15]
     try:
-        with open("/proc/self/comm", "w", encoding="utf-8") as stream:
-            stream.write(name[:15])
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(15, ctypes.c_char_p(encoded), 0, 0, 0) == 0:  # PR_SET_NAME
+            return
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/comm", "wb") as stream:
+            stream.write(encoded)
     except OSError:
         pass
 
