@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hvbsd.render import render_host
 from hvbsd.sim import host
 from hvbsd.sim.guest import Guest
 from hvbsd.sim.kernel import Kernel
+from hvbsd.sim.rendered import install_rendered
 from hvbsd.vss.cli import archive_bytes
 
 pytestmark = pytest.mark.slow
@@ -34,12 +34,7 @@ PROBE = "/var/db/hvbsd-sim-backup.probe"
 
 def deploy(guest: Guest, **variables: Any) -> None:
     """What the roles would install: the rendered files and the daemon."""
-    for rendered in render_host(variables).values():
-        data = rendered.file_bytes() if rendered.block else rendered.content
-        redirect = ">>" if rendered.block else ">"
-        script = f'mkdir -p "$(dirname "$1")" && cat {redirect} "$1" && chmod "$2" "$1"'
-        guest.exec(["sh", "-c", script, "sh", rendered.path, format(rendered.mode, "o")],
-                   input=data, check=True)
+    install_rendered(guest, variables, boot=False)
     guest.exec(["sh", "-c", f"cat > {DAEMON} && chmod 0755 {DAEMON}"], input=archive_bytes(),
                check=True)
 
