@@ -68,7 +68,9 @@ def test_releases_past_their_end_of_life_are_not_offered():
 
 
 @given(st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.none(), st.booleans(),
-                 st.lists(st.text(max_size=3), max_size=3)))
+                 st.lists(st.text(max_size=3), max_size=3), st.binary(max_size=8),
+                 st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+                 st.sampled_from([b"15.1", 15.1, 14.5, ["15.1"], {"15.1": None}])))
 def test_any_value_is_a_supported_release_or_refused_in_one_line(value):
     try:
         release = releases.get(value)
