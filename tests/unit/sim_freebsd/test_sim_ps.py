@@ -114,3 +114,16 @@ def test_a_simulated_command_is_named_as_freebsd_names_it(run_command):
     listed = run_command("ps", "-ww", "-o", "pid=", "-o", "comm=", "-o", "command=", "-ax")
     own = [line.split(None, 2) for line in listed.stdout.splitlines() if " /bin/ps " in line]
     assert own and all(row[1] == "ps" for row in own)
+
+
+def test_command_column_is_one_line_whatever_the_arguments(run_command):
+    # bin/ps/print.c: strvis(VIS_TAB | VIS_NL | VIS_NOSLASH) of the arguments
+    code = "import time; time.sleep(30)"
+    child = _started([sys.executable, "-c", code, "a\nb\tc\x01\\d\xe9"])
+    try:
+        result = run_command("ps", "-ww", "-o", "pid=", "-o", "command=", "-p", str(child.pid))
+        shown = f"{sys.executable} -c {code} a\\012b\\011c^A\\dM-CM-)"
+        assert result.stdout == f"{child.pid} {shown}\n"
+    finally:
+        child.kill()
+        child.wait()

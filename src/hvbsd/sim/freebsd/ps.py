@@ -113,7 +113,8 @@ def processes() -> list[Process]:
         for line in status.decode(errors="replace").splitlines():
             if line.startswith("Uid:"):
                 uid = int(line.split()[1])
-        argv = [a.decode(errors="replace") for a in cmdline.split(b"\0")[:-1]] if cmdline else []
+        argv = ([a.decode(errors="surrogateescape") for a in cmdline.split(b"\0")[:-1]]
+                if cmdline else [])
         shown = shown_argv(argv, comm)
         if shown and argv and shown[0] != argv[0] and shown[0].startswith("/"):
             comm = os.path.basename(shown[0])[:19]  # p_comm: the program exec'd, MAXCOMLEN
@@ -168,6 +169,28 @@ def _time(process: Process) -> str:
     return f"{minutes}:{seconds:02d}.{fraction:02d}"
 
 
+def visible(text: str) -> str:
+    """What ps prints of an argument string: bin/ps/print.c command() passes it
+    through strvis(VIS_TAB | VIS_NL | VIS_NOSLASH), so one process stays one line.
+    contrib/libc-vis/vis.c do_svis/do_mbyte, byte by byte as in the C locale: tab
+    and newline (the "extra" characters) and 0xA0 as octal; other control and
+    high bytes as ^X, M^X or M-c with no backslash; the rest, and '\\', as is."""
+    out = []
+    for byte in text.encode(errors="surrogateescape"):
+        if byte in (0x09, 0x0A) or byte == 0xA0:
+            out.append(f"\\{byte:03o}")
+        elif 0x20 <= byte <= 0x7E:
+            out.append(chr(byte))
+        else:
+            low = byte & 0x7F
+            meta = "M" if byte & 0x80 else ""
+            if low < 0x20 or low == 0x7F:
+                out.append(f"{meta}^{'?' if low == 0x7F else chr(low + 0x40)}")
+            else:
+                out.append(f"{meta}-{chr(low)}")
+    return "".join(out)
+
+
 def _user(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -189,7 +212,7 @@ KEYWORDS: dict[str, tuple[str, bool, Callable[[Process], str]]] = {
     "ruser": ("RUSER", False, lambda p: _user(p.uid)),
     "comm": ("COMMAND", False, lambda p: p.comm),
     "ucomm": ("UCOMM", False, lambda p: p.comm),
-    "command": ("COMMAND", False, lambda p: " ".join(p.argv)),
+    "command": ("COMMAND", False, lambda p: visible(" ".join(p.argv))),
     "state": ("STAT", False, _state),
     "tt": ("TT", False, _tty_name),
     "time": ("TIME", True, _time),
