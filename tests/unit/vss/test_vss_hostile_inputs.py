@@ -271,6 +271,8 @@ def test_writes_leave_no_temporaries_and_stale_ones_are_removed_at_start(
     kernel.request(Op.FREEZE)
     kernel.request(Op.THAW)
     assert wait_for(lambda: not stale.exists())
+    # the daemon answers before it records the answer: look once the THAW is on disk
+    assert wait_for(lambda: '"THAW"' in lab.state_file.read_text())
     assert [p.name for p in lab.dir.iterdir() if p.name.endswith(".tmp")] == []
 
 
