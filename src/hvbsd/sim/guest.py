@@ -302,7 +302,13 @@ class Guest:
         kernel = Kernel.create(
             self.kernel_dir, hostname=self.name, preset=preset, nics=nics, release=release
         )
-        layout = _Layout(state, _overlaid_names(freebsd.COMMANDS))
+        bash = freebsd.host_bash()
+        if bash is None:
+            raise GuestError(
+                f"no bash at {' or '.join(freebsd.BASH_PATHS)}: the guest's /bin/sh is bash "
+                "made to behave as FreeBSD's sh (install the bash package)"
+            )
+        layout = _Layout(state, _overlaid_names([*freebsd.COMMANDS, freebsd.SH_PATH]))
         for top in layout.overlaid:
             (state / "upper" / top).mkdir(parents=True)
             (state / "work" / top).mkdir(parents=True)
@@ -321,6 +327,9 @@ class Guest:
                 f'exec /usr/local/bin/python3 -m hvbsd.sim.freebsd {command} "$@"\n'
             )
             layout.write(guest_path, wrapper.encode(), 0o755)
+        # /bin/sh: FreeBSD's sh on bash.  On a merged-/usr host it lands in the
+        # /usr overlay (over the host's sh -> dash); a real /bin is overlaid.
+        layout.write(freebsd.SH_PATH, freebsd.sh_wrapper(bash), 0o755)
         _install_python(layout, kernel.snapshot().sysctls)
         layout.write("/etc/group", group_file(_read_host_group()), 0o644)
         _atomic_write(

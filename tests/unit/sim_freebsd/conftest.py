@@ -3,9 +3,10 @@
 ``run_command`` runs one FreeBSD command as its own Python process, as the
 guest does.  ``guest_root`` builds overlay upper layers for /etc, /usr and
 /var holding FreeBSD's base files and wrappers for the commands, and
-``guest_root.sh(script)`` runs real ``/bin/sh`` in a new user, mount and
-PID namespace where those overlays are mounted, so scripts that source
-``/etc/rc.subr`` by absolute path find ours.
+``guest_root.sh(script)`` runs the guest's ``/bin/sh`` (FreeBSD's sh on
+bash, as in a guest) in a new user, mount and PID namespace where those
+overlays are mounted, so scripts that source ``/etc/rc.subr`` by absolute
+path find ours.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class GuestRoot:
                 f'#!/bin/sh\nexec {sys.executable} -m hvbsd.sim.freebsd {name} "$@"\n',
                 0o755,
             )
+        # the guest's /bin/sh: FreeBSD's sh on bash, as a guest has it
+        bash = freebsd.host_bash()
+        assert bash, "no bash on this host: a simulated guest's /bin/sh needs it"
+        self.write(freebsd.SH_PATH, freebsd.sh_wrapper(bash).decode(), 0o755)
 
     def path(self, guest_path: str) -> Path:
         """Where a guest path lives in the upper layers (merged /usr: /sbin is /usr/sbin)."""

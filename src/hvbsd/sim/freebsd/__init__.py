@@ -9,12 +9,15 @@ needs (``/etc/rc.subr``, ``/etc/network.subr``, ``/etc/devd.conf``...) from
 the ``base`` tree next to this module: ``base/common`` holds what every
 supported release shares, ``base/<stock>`` (``14``, ``15``: a release's
 ``stock`` in releases.yml) what that release's own files say.
+``sh_wrapper(bash)`` is the guest's ``/bin/sh``: bash made to behave as
+FreeBSD's sh by the base file ``SH_RC``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
@@ -61,11 +64,46 @@ BASE_DIRECTORIES: tuple[str, ...] = (
     "/var/db",
 )
 
+# The guest's /bin/sh is a wrapper that starts bash under the name SH_NAME
+# (not "sh": bash named sh starts in POSIX mode and reads no startup file)
+# with BASH_ENV naming SH_RC, which makes it behave as FreeBSD's sh.
+SH_PATH = "/bin/sh"
+SH_RC = "/usr/libexec/hvbsd-sim/freebsd-sh.bash"
+SH_NAME = "sh-freebsd"
+# Where Debian (and every merged- or split-/usr Linux) has bash; a path the
+# guest sees: its /usr is an overlay over the host's, its /bin the host's.
+BASH_PATHS = ("/usr/bin/bash", "/bin/bash")
+
 BASE_DIRECTORY = Path(__file__).resolve().parent / "base"
 COMMON_TREE = BASE_DIRECTORY / "common"
 _STOCK_NAME = re.compile(r"[0-9]{2}")
 
 BaseFile = Tuple[str, bytes, int]
+
+
+def host_bash() -> Optional[str]:
+    """The host's bash as the guest reaches it, or None when there is none."""
+    for path in BASH_PATHS:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def sh_wrapper(bash: str, rc: str = SH_RC) -> bytes:
+    """The guest's ``/bin/sh``: ``bash`` reading ``rc`` (FreeBSD's sh on bash).
+
+    ``-p`` keeps the wrapper's own bash from reading a BASH_ENV it was given;
+    the bash it starts reads ``rc`` through BASH_ENV, and ``rc`` unsets
+    BASH_ENV at once.  An interactive sh (no arguments) reads no BASH_ENV:
+    it gets ``rc`` through --rcfile.
+    """
+    quoted_bash, quoted_rc = shlex.quote(bash), shlex.quote(rc)
+    return (
+        f"#!{bash} -p\n"
+        "# The simulated FreeBSD guest's sh (hvbsd): bash behaving as FreeBSD's sh.\n"
+        f'[ "$#" -gt 0 ] || set -- --rcfile {quoted_rc}\n'
+        f'BASH_ENV={quoted_rc} exec -a {SH_NAME} {quoted_bash} "$@"\n'
+    ).encode()
 
 
 def command_names() -> dict[str, str]:
