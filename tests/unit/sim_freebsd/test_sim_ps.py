@@ -7,6 +7,7 @@ import select
 import subprocess
 import sys
 
+from hvbsd.sim.freebsd import SH_NAME
 from hvbsd.sim.freebsd.ps import shown_argv
 
 
@@ -127,3 +128,9 @@ def test_command_column_is_one_line_whatever_the_arguments(run_command):
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_guests_sh_shows_as_bin_sh():
+    # what the guest's /bin/sh wrapper execs: bash named SH_NAME
+    assert shown_argv([SH_NAME, "/usr/local/bin/hook", "freeze"], "bash") == [
+        "/bin/sh", "/usr/local/bin/hook", "freeze"]

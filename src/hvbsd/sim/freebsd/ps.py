@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from hvbsd.sim.freebsd import COMMANDS
+from hvbsd.sim.freebsd import COMMANDS, SH_NAME, SH_PATH
 from hvbsd.sim.freebsd._common import GetOpt, UsageError
 
 PROGRAM = "ps"
@@ -93,6 +93,11 @@ def shown_argv(argv: list[str], comm: str) -> list[str]:
         return [argv[0]]  # a title set with setproctitle
     if not argv:
         return [f"[{comm}]"]
+    if argv[0] == SH_NAME:
+        # the guest's sh (bash under another name): FreeBSD shows a script run
+        # through its #! line as "/bin/sh SCRIPT ARGS", and rc.subr's
+        # _find_processes looks for that form for a command_interpreter
+        return [SH_PATH, *argv[1:]]
     return argv
 
 
