@@ -214,3 +214,27 @@ def test_dhclient_exits_on_sigterm_removing_its_pidfile(run_command, tmp_path):
 def test_dhclient_on_a_missing_interface(run_command):
     result = run_command("dhclient", "hn9")
     assert (result.returncode, result.stderr) == (1, "dhclient: hn9: not found\n")
+
+
+def test_pgrep_names_the_guests_sh_as_freebsd_does(run_command, tmp_path):
+    # pgrep.c matches p_comm ("sh" for a #! script run by /bin/sh) and, with -f,
+    # the arguments as ps shows them: the guest's sh wrapper execs bash as sh-freebsd
+    from hvbsd.sim.freebsd import SH_NAME, host_bash
+
+    bash = host_bash()
+    if bash is None:
+        pytest.skip("no bash")
+    script = tmp_path / "marker-script"
+    script.write_text("sleep 30\n")
+    child = subprocess.Popen(["bash", "-c", f'exec -a {SH_NAME} {bash} "$0"', str(script)])
+    try:
+        for _ in range(500):
+            listed = run_command("pgrep", "-lf", "marker-script").stdout
+            if listed:
+                break
+            time.sleep(0.01)
+        assert f"{child.pid} /bin/sh {script}\n" in listed
+        assert str(child.pid) in run_command("pgrep", "-x", "sh").stdout.split()
+    finally:
+        child.kill()
+        child.wait()

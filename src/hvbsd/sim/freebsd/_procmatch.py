@@ -30,19 +30,12 @@ def _read(path: str) -> Optional[bytes]:
 
 
 def processes() -> list[tuple[int, str, str]]:
-    """(pid, name, argv joined by spaces) of every process in /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        comm = _read(f"/proc/{entry}/comm")
-        cmdline = _read(f"/proc/{entry}/cmdline")
-        if comm is None or cmdline is None:
-            continue
-        name = comm.decode(errors="replace").rstrip("\n")
-        args = cmdline.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-        found.append((int(entry), name, args))
-    return sorted(found)
+    """(pid, name, arguments) of every process, as ps(1) shows them: pgrep.c
+    matches the kernel's p_comm and, with -f, the argument vector; a simulated
+    command or the guest's sh under its FreeBSD name, not the Linux one."""
+    from hvbsd.sim.freebsd.ps import processes as listed
+
+    return sorted((p.pid, p.comm, " ".join(p.argv)) for p in listed())
 
 
 def _signal_number(text: str) -> Optional[int]:
