@@ -293,6 +293,12 @@ class State:
 
     def lagg_add_port(self, lagg: Interface, port: Interface) -> None:
         """SIOCSLAGGPORT with lagg(4)'s checks and errno values."""
+        if "IFDISABLED" not in port.nd6 and any(
+                a.address.startswith("fe80:") for a in port.inet6):
+            # sys/net/if_lagg.c lagg_ioctl SIOCSLAGGPORT, before any check: a
+            # port with a link-local address (in6ifa_llaonifp) loses every
+            # IPv6 address (in6_ifdetach): two link-local scope zones never merge
+            port.inet6.clear()
         if port.laggdev is not None:
             raise KernelError(17 if port.laggdev == lagg.name else 16)
         if port.is_lagg or port.name == lagg.name or "LOOPBACK" in port.flags:

@@ -144,3 +144,51 @@ def test_up_and_down_filters(run_command):
     run_command("ifconfig", "hn1", "up")
     assert run_command("ifconfig", "-l", "-u").stdout == "lo0 hn1\n"
     assert run_command("ifconfig", "-l", "-d").stdout == "hn0\n"
+
+
+def _inet6(run_command, name: str) -> list[str]:
+    return [line.split()[1] for line in run_command("ifconfig", name, "inet6").stdout.splitlines()
+            if line.startswith("\tinet6 ")]
+
+
+def test_link_local_comes_only_with_in6_if_up_and_stays_removed(run_command):
+    # nd6.c nd6_ioctl: clearing IFDISABLED on an up interface runs in6_if_up
+    assert run_command("ifconfig", "hn0", "up").returncode == 0
+    assert _inet6(run_command, "hn0") == []
+    assert run_command("ifconfig", "hn0", "inet6", "-ifdisabled").returncode == 0
+    [link_local] = _inet6(run_command, "hn0")
+    assert link_local.startswith("fe80::") and link_local.endswith("%hn0")
+    # deleting it is final: no address change, flag write or "up" of an up
+    # interface brings it back (if.c ifhwioctl calls if_up on the transition only)
+    for args in (["inet6", link_local, "-alias"], ["inet6", "2001:db8::1/64"],
+                 ["inet6", "accept_rtadv"], ["up"]):
+        assert run_command("ifconfig", "hn0", *args).returncode == 0, args
+    assert _inet6(run_command, "hn0") == ["2001:db8::1"]
+    # down and up again: in6_if_up configures it once more
+    assert run_command("ifconfig", "hn0", "down").returncode == 0
+    assert run_command("ifconfig", "hn0", "up").returncode == 0
+    assert _inet6(run_command, "hn0") == [link_local, "2001:db8::1"]
+
+
+def test_an_inet6_address_on_an_ifdisabled_interface_enables_ipv6(run_command):
+    # in6.c in6_control SIOCAIFADDR_IN6, aifaddr_out: the flag is cleared
+    assert run_command("ifconfig", "hn1", "up").returncode == 0
+    assert run_command("ifconfig", "hn1", "inet6", "2001:db8::2/64").returncode == 0
+    assert "IFDISABLED" not in run_command("ifconfig", "hn1").stdout
+    assert [a.split("%")[0][:6] for a in _inet6(run_command, "hn1")] == ["fe80::", "2001:d"]
+
+
+def test_a_lagg_port_with_ipv6_on_loses_every_inet6_address(run_command, kernel_dir):
+    # if_lagg.c lagg_ioctl SIOCSLAGGPORT: in6ifa_llaonifp -> in6_ifdetach
+    Kernel(kernel_dir).attach_vf("hn0", "mce0")
+    for args in (["hn0", "up"], ["hn0", "inet6", "-ifdisabled"],
+                 ["hn0", "inet6", "2001:db8::1/64"], ["mce0", "up"], ["lagg0", "create"]):
+        assert run_command("ifconfig", *args).returncode == 0, args
+    assert len(_inet6(run_command, "hn0")) == 2
+    assert run_command("ifconfig", "lagg0", "laggport", "hn0").returncode == 0
+    assert _inet6(run_command, "hn0") == []
+    # a port with IPv6 off (IFDISABLED: in6ifa_llaonifp answers none) is left alone
+    assert run_command("ifconfig", "mce0", "inet6", "2001:db8::9/64").returncode == 0
+    assert run_command("ifconfig", "mce0", "inet6", "ifdisabled").returncode == 0
+    assert run_command("ifconfig", "lagg0", "laggport", "mce0").returncode == 0
+    assert "2001:db8::9" in _inet6(run_command, "mce0")

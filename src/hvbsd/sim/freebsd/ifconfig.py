@@ -152,7 +152,13 @@ def _link_local(interface: Interface) -> Inet6Address:
 
 
 def _ensure_link_local(interface: Interface) -> None:
-    """The kernel configures a link-local address once IPv6 is enabled on an up interface."""
+    """in6_ifattach: a link-local address for an up interface with IPv6 enabled.
+
+    The kernel runs it only on a change (sys/netinet6/nd6.c nd6_ioctl
+    SIOCSIFINFO_FLAGS: IFDISABLED cleared or AUTO_LINKLOCAL set; sys/net/if.c
+    if_up -> in6_if_up: the interface coming up), never on an address change
+    alone, so a link-local address removed stays removed until one of those.
+    """
     if (
         interface.is_up
         and "IFDISABLED" not in interface.nd6
@@ -406,9 +412,9 @@ def configure(state: State, name: str, args: list[str], out: list[str]) -> int:
             _destroy(state, interface)
             return request.exit_code
         elif word == "up":
-            if not interface.is_up:
+            if not interface.is_up:  # if.c ifhwioctl: if_up only on the transition
                 interface.flags.append("UP")
-            _ensure_link_local(interface)
+                _ensure_link_local(interface)
         elif word == "down":
             if interface.is_up:
                 interface.flags.remove("UP")
@@ -499,13 +505,17 @@ def configure(state: State, name: str, args: list[str], out: list[str]) -> int:
                 raise Failure(f"SIOCSLAGGDELPORT: {strerror(error.errno)}") from None
         elif word.lstrip("-") in ND6_KEYWORDS:
             flag = ND6_KEYWORDS[word.lstrip("-")]
+            changed = (flag in interface.nd6) == word.startswith("-")
             if word.startswith("-"):
                 if flag in interface.nd6:
                     interface.nd6.remove(flag)
             elif flag not in interface.nd6:
                 interface.nd6.append(flag)
                 interface.nd6.sort(key=lambda f: ND6_BITS[f])
-            if flag == "IFDISABLED" and word.startswith("-"):
+            # nd6_ioctl: "ifdisabled 1->0" runs in6_if_up, "auto_linklocal 0->1"
+            # in6_ifattach; other flag writes configure no link-local address
+            if changed and (flag, word.startswith("-")) in (
+                ("IFDISABLED", True), ("AUTO_LINKLOCAL", False)):
                 _ensure_link_local(interface)
         elif word.startswith("-") and word not in ("-",):
             raise Failure(f"{word}: bad value")
@@ -527,8 +537,16 @@ def configure(state: State, name: str, args: list[str], out: list[str]) -> int:
             pending_address = True
         position += 1
     if pending_address or request.delete:
+        was_up = interface.is_up
         _apply_address(state, interface, request)
-        _ensure_link_local(interface)
+        if (request.family == "inet6" and not request.delete and request.address is not None
+                and "IFDISABLED" in interface.nd6):
+            # in6.c in6_control SIOCAIFADDR_IN6 (aifaddr_out): an address added
+            # to an IFDISABLED interface clears the flag through nd6_ioctl
+            interface.nd6.remove("IFDISABLED")
+            _ensure_link_local(interface)
+        elif not was_up and interface.is_up:
+            _ensure_link_local(interface)  # the address brought the interface up
     return request.exit_code
 
 
