@@ -18,7 +18,6 @@ server handed out for the hn's MAC, which the lagg (same MAC) must get again.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import re
 import time
@@ -89,8 +88,7 @@ ND6_OF_A_PORT = ND6_AT_ATTACH
 
 def lagg_variables(**interface: Any) -> dict[str, Any]:
     """The role defaults in lagg mode, with a short VF delay, for hn0 with `interface`."""
-    # role_defaults() hands out its cached dict: a copy, or every later render changes.
-    variables = copy.deepcopy(role_defaults())
+    variables = role_defaults()
     variables.update(
         hyperv_guest_mode="lagg",
         hyperv_guest_vf_delay=2,
@@ -100,7 +98,7 @@ def lagg_variables(**interface: Any) -> dict[str, Any]:
 
 
 def example(name: str, **changes: Any) -> dict[str, Any]:
-    variables = copy.deepcopy(yaml.safe_load((ROOT / "examples" / name).read_text()))
+    variables = yaml.safe_load((ROOT / "examples" / name).read_text())
     variables.update(changes)
     return variables
 

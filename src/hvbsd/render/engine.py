@@ -8,6 +8,7 @@ there is one copy, driven by the roles' argument specs.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 from collections.abc import Mapping
@@ -111,13 +112,18 @@ def load_manifest() -> Manifest:
 
 
 @cache
-def role_defaults() -> dict[str, Any]:
-    """Every role default (defaults/main.yml of each role), merged."""
+def _read_role_defaults() -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for role in ROLES:
         path = ROLES_DIR / role / "defaults" / "main.yml"
         merged.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     return merged
+
+
+def role_defaults() -> dict[str, Any]:
+    """Every role default (defaults/main.yml of each role), merged: the caller's own
+    copy (the files are read once), so changing it changes no later render."""
+    return copy.deepcopy(_read_role_defaults())
 
 
 @cache

@@ -144,3 +144,10 @@ def test_kvp_set_ip_off_reaches_the_daemon_flags():
     files = render_host({"hyperv_vss_kvp_set_ip": "off", "hyperv_vss_debug": True})
     assert 'hvbsd_kvpd_flags="--lookup hvbsd --set-ip off -d"' in \
         files["/etc/rc.conf.d/hvbsd_kvpd"].content.decode()
+
+
+def test_role_defaults_are_the_callers_own_copy():
+    first = role_defaults()
+    first["hyperv_guest_interfaces"].append({"name": "hn9"})
+    first["hyperv_guest_mode"] = "changed"
+    assert role_defaults() != first
