@@ -179,6 +179,16 @@ CASES = {
     ),
     # var.c mklocal: local variables are restored when the function returns.
     "local-variable": Case('f() { local x=2; echo "$x"; }; x=1; f; echo "$x"', "2\n1\n"),
+    # var.c mklocal: a variable made local without a value keeps the value
+    # (and the export flag) it has in the caller (sh.1 "local"), as
+    # network.subr's childif_destroy reads the ifn of ifn_stop.
+    "local-without-value-keeps-the-callers-value": Case(
+        'f() { local x; echo "[${x-unset}]"; x=2; }; g() { local x=in; f; echo "$x"; }; g',
+        "[in]\nin\n",
+    ),
+    "local-without-value-keeps-the-export-flag": Case(
+        "x=1; export x; f() { local x; x=2; sh -c 'echo $x'; }; f; echo $x", "2\n1\n"
+    ),
     # var.c mklocal: "local -" saves the options, poplocalvars restores them.
     "local-dash-restores-options": Case(
         "f() { local -; set -f; }; g() { set -f; }\n"

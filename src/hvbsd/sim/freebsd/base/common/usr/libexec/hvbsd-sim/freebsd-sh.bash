@@ -30,6 +30,10 @@ shopt -u shift_verbose
 # local variable leaves it unset until the caller returns (bash would show
 # the global value instead).
 shopt -s localvar_unset
+# bin/sh/var.c mklocal: "local x" without a value keeps the caller's value
+# and flags (sh.1 "local"); bash would start it unset. network.subr's
+# childif_destroy declares ifn local and reads the ifn of ifn_stop.
+shopt -s localvar_inherit
 
 # bin/sh/error.c vwarning: a builtin's error is "NAME: message" on stderr.
 _hvbsd_sh_error()
