@@ -166,6 +166,10 @@ class Interface:
     def is_up(self) -> bool:
         return "UP" in self.flags
 
+    @property
+    def has_link_local(self) -> bool:
+        return any(a.address.startswith("fe80:") for a in self.inet6)
+
 
 @dataclass
 class Sysctl:
@@ -293,8 +297,7 @@ class State:
 
     def lagg_add_port(self, lagg: Interface, port: Interface) -> None:
         """SIOCSLAGGPORT with lagg(4)'s checks and errno values."""
-        if "IFDISABLED" not in port.nd6 and any(
-                a.address.startswith("fe80:") for a in port.inet6):
+        if "IFDISABLED" not in port.nd6 and port.has_link_local:
             # sys/net/if_lagg.c lagg_ioctl SIOCSLAGGPORT, before any check: a
             # port with a link-local address (in6ifa_llaonifp) loses every
             # IPv6 address (in6_ifdetach): two link-local scope zones never merge

@@ -163,7 +163,7 @@ def _ensure_link_local(interface: Interface) -> None:
         interface.is_up
         and "IFDISABLED" not in interface.nd6
         and "AUTO_LINKLOCAL" in interface.nd6
-        and not any(a.address.startswith("fe80:") for a in interface.inet6)
+        and not interface.has_link_local
         and interface.driver != "lo"
     ):
         interface.inet6.insert(0, _link_local(interface))

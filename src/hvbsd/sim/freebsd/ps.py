@@ -182,7 +182,7 @@ def visible(text: str) -> str:
     high bytes as ^X, M^X or M-c with no backslash; the rest, and '\\', as is."""
     out = []
     for byte in text.encode(errors="surrogateescape"):
-        if byte in (0x09, 0x0A) or byte == 0xA0:
+        if byte in (0x09, 0x0A, 0xA0):
             out.append(f"\\{byte:03o}")
         elif 0x20 <= byte <= 0x7E:
             out.append(chr(byte))
