@@ -248,9 +248,6 @@ _hvbsd_sh_getopts()
 	fi
 	if [ "$_hvbsd_go_char" -lt 0 ] || [ "$_hvbsd_go_char" -ge "${#_hvbsd_go_word}" ]; then
 		# The current word is done: the next one.
-		if [ "$_hvbsd_go_next" -lt 0 ]; then
-			return 1
-		fi
 		if [ "$_hvbsd_go_next" -ge "${#_hvbsd_go_words[@]}" ]; then
 			_hvbsd_go_done=1
 		else
